@@ -1,0 +1,35 @@
+"""instruct-tune: turn a base causal LM into an instruction follower by supervised fine-tuning.
+
+The Python API mirrors the CLI; names are imported lazily so `import instruct_tune` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_API = {
+    "Record": "instruct_tune.data.records",
+    "Message": "instruct_tune.data.records",
+    "Source": "instruct_tune.data.records",
+    "load_records": "instruct_tune.data.load",
+    "get_template": "instruct_tune.data.templates",
+    "Template": "instruct_tune.data.templates",
+    "build_example": "instruct_tune.data.tokenize",
+    "build_examples": "instruct_tune.data.tokenize",
+    "Example": "instruct_tune.data.tokenize",
+    "load_model": "instruct_tune.train.model",
+    "load_tokenizer": "instruct_tune.train.model",
+    "train": "instruct_tune.train.run",
+    "evaluate": "instruct_tune.evaluate.compare",
+    "audit": "instruct_tune.audit.report",
+}
+
+__all__ = sorted(_API) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'instruct_tune' has no attribute {name!r}")

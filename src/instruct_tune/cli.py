@@ -1,0 +1,84 @@
+"""`instruct-tune <command>`: parse a typed config (flags and/or --config YAML), call the API.
+
+Thin on purpose: every command is a function `run(config) -> int | None` in its stage's package,
+so notebooks can call the same thing. User errors print one clear message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import sys
+
+import tyro
+
+from . import config as C
+from .errors import InstructTuneError
+
+# name -> (config class, "module:function", one-line help)
+COMMANDS: dict[str, tuple[type, str, str]] = {
+    "inspect": (C.InspectConfig, "instruct_tune.data.inspect:run",
+                "Show how rows are templated, tokenized and masked."),
+    "audit": (C.AuditConfig, "instruct_tune.audit.report:run",
+              "Audit a data set on size, task and phrasing diversity, output quality."),
+    "train": (C.TrainConfig, "instruct_tune.train.run:run",
+              "Fine-tune a model (full or LoRA) on instruction data."),
+    "eval": (C.EvalConfig, "instruct_tune.evaluate.compare:run",
+             "Evaluate a model (optionally before/after) on held-out instructions."),
+    "generate": (C.GenerateConfig, "instruct_tune.serve.generate_cmd:run",
+                 "Answer one instruction with a trained model."),
+    "chat": (C.ChatConfig, "instruct_tune.serve.chat:run", "Chat with a trained model."),
+    "export": (C.ExportConfig, "instruct_tune.serve.export:run",
+               "Merge LoRA and save a plain transformers model with its chat template."),
+    "demo": (C.DemoConfig, "instruct_tune.demo.run:run",
+             "Offline end-to-end demo: base model -> audit -> tune -> before/after eval."),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {help_}" for name, (_, _, help_) in COMMANDS.items()]
+    return ("usage: instruct-tune <command> [options]   (instruct-tune <command> --help)\n\n"
+            "commands:\n" + "\n".join(lines))
+
+
+def parse(name: str, argv: list[str]):
+    """Build the command's config from an optional --config YAML, then the flags on top."""
+    cls = COMMANDS[name][0]
+    argv = list(argv)
+    defaults = {}
+    if "--config" in argv:
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            raise C.ConfigError("--config needs a path to a YAML file")
+        defaults = C.load_yaml(argv[i + 1], cls)
+        del argv[i:i + 2]
+    default = dataclasses.replace(cls(), **defaults)
+    return tyro.cli(cls, args=argv, default=default, prog=f"instruct-tune {name}",
+                    description=COMMANDS[name][2])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"instruct-tune: unknown command '{name}'.\n\n{_usage()}", file=sys.stderr)
+        return 2
+    try:
+        cfg = parse(name, rest)
+        module, func = COMMANDS[name][1].split(":")
+        code = getattr(importlib.import_module(module), func)(cfg)
+        return int(code or 0)
+    except InstructTuneError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

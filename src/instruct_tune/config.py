@@ -1,0 +1,225 @@
+"""Typed configuration: one dataclass per command is both its CLI flags and its YAML config.
+
+`instruct-tune train --config run.yaml --lr 1e-4` loads the YAML into the dataclass, then flags
+override. The resolved dataclass is saved as `config.yaml` next to every run so it can be re-run.
+Field docstrings are the `--help` text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from tyro.conf import Positional
+
+from .errors import ConfigError
+
+RecordFormat = Literal["auto", "alpaca", "prompt_completion", "chat"]
+Truncation = Literal["drop", "left", "error"]
+
+
+@dataclass
+class DataOptions:
+    """How records are read, templated and tokenized (shared by inspect, train and audit)."""
+
+    format: RecordFormat = "auto"
+    """Record format; auto-detected from the columns unless given."""
+    columns: str | None = None
+    """Map other column names, e.g. 'instruction=question,output=answer'."""
+    template: str = "alpaca"
+    """Prompt template: alpaca, chatml, raw, model (the tokenizer's chat_template) or a .yaml/.jinja path."""
+    max_length: int = 2048
+    """Maximum tokens per example (prompt + response + EOS)."""
+    truncation: Truncation = "drop"
+    """Rows longer than --max-length: drop them (reported), cut the prompt from the left, or error."""
+    skip_invalid: bool = False
+    """Drop invalid rows (and report how many and why) instead of stopping."""
+    cache_dir: str | None = None
+    """Tokenization cache (default: ~/.cache/instruct-tune). 'none' disables it."""
+
+
+@dataclass
+class ModelOptions:
+    """How models are loaded. Loading never runs code unless you say so."""
+
+    trust_remote_code: bool = False
+    """Allow the model repository's own Python code to run (off by default)."""
+    allow_pickle: bool = False
+    """Allow pickle-based .bin/.pt weights, which can run arbitrary code when loaded."""
+
+
+@dataclass
+class InspectConfig(DataOptions, ModelOptions):
+    data: Positional[str] = ""
+    """Data file (JSON, JSONL, CSV, Parquet) or a datasets name/directory."""
+    model: str = ""
+    """Model directory or hub name whose tokenizer is used."""
+    n: int = 3
+    """How many rows to show."""
+    json: bool = False
+    """Print one JSON object per row (input_ids, labels, text) instead of the coloured view."""
+
+
+@dataclass
+class TrainConfig(DataOptions, ModelOptions):
+    model: str = ""
+    """Base model: a local directory or a hub name."""
+    data: str = ""
+    """Training data file, directory or datasets name."""
+    out: str = ""
+    """Output directory (config.yaml, metrics.jsonl, checkpoints/, final/)."""
+    eval_data: str | None = None
+    """Held-out data for eval loss (and the final generation eval)."""
+    eval_split: float = 0.0
+    """Hold out this share of --data for eval loss when --eval-data is not given."""
+    eval_every: int = 100
+    """Evaluate every N optimizer steps (0: only at the end)."""
+    epochs: float = 3.0
+    """Stop after this many passes over the data (fractions allowed)."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps."""
+    max_time: str | None = None
+    """Wall-clock budget, e.g. '300s', '20m', '2h'."""
+    lr: float | None = None
+    """Peak learning rate (default: 2e-5 full fine-tuning, 2e-4 LoRA)."""
+    batch_size: int = 8
+    """Rows (or packed sequences) per micro-batch per process."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_ratio: float = 0.03
+    """Share of steps spent warming up the learning rate linearly from 0."""
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    """Clip the global gradient norm to this (0: no clipping)."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """bf16 uses autocast where the hardware supports it."""
+    gradient_checkpointing: bool = False
+    packing: bool = False
+    """Pack several rows into one sequence (each row still attends only to itself)."""
+    lora: bool = False
+    """Train a LoRA adapter instead of all weights."""
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: str = "all-linear"
+    """Comma-separated module names, or 'all-linear'."""
+    seed: int = 42
+    log_every: int = 10
+    save_every: int = 500
+    """Checkpoint every N optimizer steps (and always at the end)."""
+    keep_checkpoints: int = 3
+    """Keep only the newest K checkpoints."""
+    resume: bool = False
+    """Continue from the newest complete checkpoint in --out."""
+    overwrite: bool = False
+    """Allow writing into a non-empty --out (its old contents are removed)."""
+    skip_nonfinite: bool = False
+    """Skip optimizer steps whose loss is NaN/inf instead of stopping."""
+    quiet: bool = False
+    """No progress bar; one log line per --log-every steps."""
+
+
+@dataclass
+class SamplingOptions:
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    """0 means greedy decoding."""
+    top_p: float = 1.0
+
+
+@dataclass
+class GenerateConfig(SamplingOptions, ModelOptions):
+    instruction: Positional[str] = ""
+    model: str = ""
+    """A trained run's final/ directory (or any model directory)."""
+    input: str = ""
+    """Optional input block for the instruction."""
+    template: str | None = None
+    """Used only when the model directory has no saved template."""
+
+
+@dataclass
+class ChatConfig(SamplingOptions, ModelOptions):
+    model: Positional[str] = ""
+    template: str | None = None
+    system: str | None = None
+
+
+@dataclass
+class EvalConfig(SamplingOptions, ModelOptions):
+    model: str = ""
+    data: str = ""
+    compare: str | None = None
+    """Base model directory to evaluate with the same template, side by side."""
+    template: str | None = None
+    json: bool = False
+    out: str | None = None
+    """Write the report as JSON here."""
+    batch_size: int = 16
+    samples: int = 3
+    """How many sample generations to show side by side."""
+    format: RecordFormat = "auto"
+    columns: str | None = None
+    skip_invalid: bool = False
+
+
+@dataclass
+class ExportConfig(ModelOptions):
+    model: Positional[str] = ""
+    """A trained run's final/ directory (full or LoRA)."""
+    to: str = ""
+    merge: bool = True
+    """Merge a LoRA adapter into the base weights."""
+    overwrite: bool = False
+
+
+@dataclass
+class AuditConfig(ModelOptions):
+    data: Positional[str] = ""
+    model: str | None = None
+    """Tokenizer for token counts and truncation checks."""
+    template: str = "alpaca"
+    max_length: int = 2048
+    eval_data: str | None = None
+    """Check this eval set for contamination by the training data."""
+    json: bool = False
+    strict: bool = False
+    """Exit non-zero when there is any error-level finding."""
+    format: RecordFormat = "auto"
+    columns: str | None = None
+    skip_invalid: bool = True
+
+
+@dataclass
+class DemoConfig:
+    out: str = "instruct-tune-demo"
+    model: str | None = None
+    """Run the demo on your own base model (directory or hub name) instead of the local one."""
+    fast: bool = False
+    """A shorter version (about 2 minutes) for tests and CI."""
+    seed: int = 0
+    overwrite: bool = False
+
+
+def load_yaml(path: str | Path, cls: type) -> dict:
+    """Read a YAML config and check its keys against the dataclass, so typos fail loudly."""
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"Config file not found: {path}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of option names to values")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown option(s) {unknown}. Known: {sorted(known)}")
+    return values
+
+
+def save_yaml(config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(asdict(config), sort_keys=False))

@@ -1,0 +1,1 @@
+"""Stage 1: records in, token ids and labels out. Imports nothing from train/evaluate."""
