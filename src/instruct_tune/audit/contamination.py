@@ -1,0 +1,108 @@
+"""Lever 5, contamination: eval rows that the training data already contains.
+
+Three tests, strongest first; each eval row is reported under the first one it meets, with the
+training line it matched:
+- exact prompt: the same instruction and input (ignoring case and spacing) is a training row;
+- near prompt: Jaccard >= 0.8 over word bigrams of instruction + input (MinHash LSH candidates,
+  verified exactly);
+- 13-gram overlap: some 13 consecutive words of the eval row (prompt or answer) appear in a
+  training row, the test GPT-3 and later reports used. Eval rows under 13 words can only be
+  caught by the first two tests.
+The first two make an eval score meaningless (error); a shared 13-gram can be a quotation or
+boilerplate, so it is a warning to look at.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..data.records import Record
+from .context import AuditData
+from .findings import Example, Finding, LeverReport, pct, snippet
+from .neardup import Shingles, similar_pairs
+from .words import Tokens, ngram_hashes, norm
+
+NEAR_JACCARD = 0.8
+NGRAM = 13
+
+
+def _prompt(r: Record) -> str:
+    return f"{r.instruction}\n{r.input}"
+
+
+def _full(r: Record) -> str:
+    return f"{r.instruction}\n{r.input}\n{r.output}"
+
+
+def not_checked() -> LeverReport:
+    return LeverReport("contamination", "Not checked: pass --eval-data to check an eval set "
+                       "against the training data.", checked=False)
+
+
+def contamination_lever(d: AuditData, eval_records: list[Record]) -> LeverReport:
+    m = len(eval_records)
+    match: dict[int, tuple[str, int, str]] = {}  # eval row -> (kind, train row, detail)
+    for e, r in enumerate(eval_records):
+        rows = d.prompt_groups.get((norm(r.instruction), norm(r.input)))
+        if rows:
+            match[e] = ("exact", rows[0], "same instruction and input")
+
+    # Near-duplicate prompts (eval rows not already matched exactly).
+    ev_tok = Tokens.of([_prompt(r) for r in eval_records], d.vocab)
+    tr_tok = Tokens.of([_prompt(r) for r in d.records], d.vocab)
+    ev_sh = Shingles(*ngram_hashes(ev_tok, 2), m, seed=2)
+    tr_sh = Shingles(*ngram_hashes(tr_tok, 2), d.n, seed=2)
+    for e, t, jac in sorted(similar_pairs(ev_sh, NEAR_JACCARD, tr_sh), key=lambda p: -p[2]):
+        if e not in match:
+            match[e] = ("near", t, f"prompt Jaccard {jac:.2f}")
+
+    # 13-gram overlap over the whole row: hash the eval n-grams, then scan training in one pass.
+    ev_h, ev_rows = ngram_hashes(Tokens.of([_full(r) for r in eval_records], d.vocab), NGRAM,
+                                 whole_if_shorter=False)
+    short = int(np.sum(np.bincount(ev_rows, minlength=m) == 0)) if m else 0
+    if len(ev_h):
+        tr_h, tr_rows = ngram_hashes(Tokens.of([_full(r) for r in d.records], d.vocab), NGRAM,
+                                     whole_if_shorter=False)
+        hit = np.isin(tr_h, ev_h)
+        first_train: dict[int, int] = {}
+        for h, t in zip(tr_h[hit].tolist(), tr_rows[hit].tolist(), strict=True):
+            first_train.setdefault(h, t)
+        shared = np.isin(ev_h, np.fromiter(first_train, dtype=np.uint64, count=len(first_train)))
+        per_row = np.bincount(ev_rows[shared], minlength=m)
+        totals = np.bincount(ev_rows, minlength=m)
+        for k in np.nonzero(shared)[0].tolist():
+            e = int(ev_rows[k])
+            if e not in match:
+                match[e] = ("ngram", first_train[int(ev_h[k])],
+                            f"{per_row[e]} of {totals[e]} 13-grams found in training")
+
+    findings = []
+    kinds = [("exact", "error", "contaminated_exact",
+              "{n} eval row(s) ({share}) have the same instruction and input as a training row."),
+             ("near", "error", "contaminated_near",
+              "{n} eval row(s) ({share}) have a near-duplicate prompt in training (Jaccard >= 0.8)."),
+             ("ngram", "warning", "contaminated_ngram",
+              "{n} eval row(s) ({share}) share a 13-word sequence with a training row.")]
+    for kind, severity, code, message in kinds:
+        rows = sorted(e for e, v in match.items() if v[0] == kind)
+        if not rows:
+            continue
+        findings.append(Finding(
+            code, severity, message.format(n=len(rows), share=pct(len(rows) / m)), len(rows), m,
+            "Scores on these rows measure memory, not skill. Remove them from the eval set (or "
+            "from training)." if severity == "error" else
+            "Look at the pairs: a shared quotation or boilerplate is harmless, a shared answer is not.",
+            examples=[Example(eval_records[e].source,
+                              f"{snippet(eval_records[e].instruction, 70)} ({match[e][2]})",
+                              d.records[match[e][1]].source,
+                              snippet(d.records[match[e][1]].instruction, 70)) for e in rows[:5]],
+            rows=[eval_records[e].source for e in rows]))
+    stats = {"eval_rows": m, "contaminated": len(match),
+             **{k: sum(v[0] == k for v in match.values()) for k in ("exact", "near", "ngram")},
+             "eval_rows_under_13_words": short}
+    verdict = (f"Clean: none of {m:,} eval rows found in training (exact, near-duplicate prompt or "
+               f"shared 13-gram)." if not match else
+               f"{len(match):,} of {m:,} eval rows ({pct(len(match) / m)}) found in training: "
+               f"{stats['exact']} exact, {stats['near']} near-duplicate prompts, {stats['ngram']} "
+               f"shared 13-grams.")
+    return LeverReport("contamination", verdict, findings, stats)

@@ -1,0 +1,83 @@
+"""What every lever reads: the records plus views computed once (normalized fields, tasks, tokens).
+
+Levers take an `AuditData` and return a `LeverReport`; anything two levers need is computed here,
+lazily, so an audit never normalizes or tokenizes a field twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from ..data.records import Record
+from ..errors import Problem
+from .tasks import task_of
+from .words import Tokens, Vocab, norm
+
+
+@dataclass
+class TokenStats:
+    """Per-row token counts from the real tokenizer and template (only with --model)."""
+
+    lengths: list[int]  # tokens in each kept training example (template included)
+    trained: list[int]  # trained (labelled) tokens in each kept example
+    dropped: list[Problem]  # rows that would not fit --max-length
+    max_length: int
+
+
+@dataclass
+class AuditData:
+    records: list[Record]
+    skipped: list[Problem] = field(default_factory=list)
+    tokens: TokenStats | None = None
+    vocab: Vocab = field(default_factory=Vocab)
+
+    @property
+    def n(self) -> int:
+        return len(self.records)
+
+    @cached_property
+    def instructions(self) -> list[str]:
+        return [norm(r.instruction) for r in self.records]
+
+    @cached_property
+    def inputs(self) -> list[str]:
+        return [norm(r.input) for r in self.records]
+
+    @cached_property
+    def outputs(self) -> list[str]:
+        return [norm(r.output) for r in self.records]
+
+    @cached_property
+    def prompt_groups(self) -> dict[tuple[str, str], list[int]]:
+        """(instruction, input) -> row indices, in order."""
+        g: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for i, key in enumerate(zip(self.instructions, self.inputs, strict=True)):
+            g[key].append(i)
+        return g
+
+    @cached_property
+    def instruction_groups(self) -> dict[str, list[int]]:
+        g: dict[str, list[int]] = defaultdict(list)
+        for i, s in enumerate(self.instructions):
+            g[s].append(i)
+        return g
+
+    @cached_property
+    def tasks(self) -> list[tuple[str, str]]:
+        """(verb, object) per row; computed once per distinct instruction."""
+        cache = {s: task_of(self.records[idx[0]].instruction)
+                 for s, idx in self.instruction_groups.items()}
+        return [cache[s] for s in self.instructions]
+
+    @cached_property
+    def instruction_tokens(self) -> Tokens:
+        """Word hashes of each distinct instruction, in `instruction_groups` order."""
+        return Tokens.of(list(self.instruction_groups), self.vocab)
+
+    @cached_property
+    def word_counts(self) -> list[tuple[int, int, int]]:
+        """(instruction, input, output) word counts per row (whitespace words, like wc -w)."""
+        return [(len(r.instruction.split()), len(r.input.split()), len(r.output.split()))
+                for r in self.records]

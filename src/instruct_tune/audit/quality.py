@@ -1,0 +1,192 @@
+"""Lever 4, output quality: targets that would teach the model something you don't want.
+
+Each check is cheap and explainable; what it cannot tell (whether an answer is *right*) is left to
+evaluation. Severity follows harm: an empty target teaches the model to stop at once, a chat marker
+in a target teaches it to invent the next turn (and `</s>` in text is tokenized as a real EOS by
+most tokenizers), and an echoed instruction teaches parroting: those are errors. Refusals,
+conflicts and cut-off outputs are warnings, because some are intended.
+"""
+
+from __future__ import annotations
+
+import re
+
+from rapidfuzz.distance import Indel
+
+from ..data.records import Source
+from .context import AuditData
+from .findings import Example, Finding, LeverReport, examples_of, pct, snippet
+
+MARKERS = [r"###\s*(?:instruction|response|input)\s*:", r"<\|im_start\|>", r"<\|im_end\|>",
+           r"<\|endoftext\|>", r"<\|eot_id\|>", r"<\|(?:start|end)_header_id\|>",
+           r"<\|(?:user|assistant|system)\|>", r"\[/?INST\]", r"<</?SYS>>", r"</?s>"]
+PLACEHOLDERS = {"n/a", "todo", "tbd", "...", "…", "<nooutput>", "<no output>", "nooutput",
+                "<noinput>", "<no input>", "noinput", "[output]", "<output>", "<input>", "null"}
+AI_BOILERPLATE = re.compile(
+    r"\bas an ai\b|\bas a(?:n ai)? language model\b|\bi(?: am|'m) (?:just )?an ai\b|"
+    r"\bi(?: do not|don't) have (?:personal (?:opinions|experiences|feelings|beliefs)|access to "
+    r"(?:real-time|the internet|current))|\bmy (?:knowledge cutoff|training data)\b", re.I)
+REFUSAL_START = re.compile(
+    r"^(?:i(?:'m| am) sorry|sorry|i apologi[sz]e|unfortunately)?[,.!]?\s*(?:but\s+)?i(?: cannot|"
+    r" can't|'m unable to| am unable to|'m not able to| am not able to| won't| will not)\s+"
+    r"(?:help|assist|provide|fulfil|fulfill|comply|answer|do that|generate|create|write)", re.I)
+LONG_FORM = {"write", "compose", "explain", "describe", "draft", "elaborate", "discuss", "outline"}
+NEAR_COPY = 0.9
+_END_OK = set(".!?。！？…\"'”’)]}>`*|~")
+_LIST_OR_CODE = re.compile(r"^\s*(?:[-*+•]|\d+[.)]|[a-z][.)]\s)|[;{}=<>]|^\s{2,}|\t", re.I)
+_HAS_SENTENCE = re.compile(r"[.!?](?:\s|$)")
+
+
+def _markers(extra: list[str]) -> re.Pattern:
+    return re.compile("|".join(MARKERS + [re.escape(t) for t in extra]), re.I)
+
+
+def looks_cut_off(text: str) -> bool:
+    """Prose that stops mid-sentence, or an unclosed code block. Lists and code lines that end
+    without punctuation are normal and not flagged."""
+    t = text.rstrip()
+    if len(t.split()) < 8:
+        return False
+    if t.count("```") % 2:
+        return True
+    if t[-1] in ",:;-(" or t.endswith(("...", " and", " or", " the", " a", " to", " of")):
+        return not t.endswith("...") or not _HAS_SENTENCE.search(t[:-3])
+    last = t.splitlines()[-1]
+    if t[-1] in _END_OK or t[-1].isdigit() or _LIST_OR_CODE.search(last):
+        return False
+    # Ends in a word: flag only prose that elsewhere ends its sentences.
+    return bool(_HAS_SENTENCE.search(t)) and len(last.split()) >= 3
+
+
+def _finding(d: AuditData, code, severity, rows, message, advice, field_="output",
+             pair_of=None, **stats) -> Finding | None:
+    if not rows:
+        return None
+    return Finding(code, severity, message.format(n=len(rows), share=pct(len(rows) / d.n)),
+                   len(rows), d.n, advice, examples_of(d.records, rows, field_, pair_of),
+                   [d.records[i].source for i in rows], stats)
+
+
+def quality_lever(d: AuditData, special_tokens: list[str] | None = None) -> LeverReport:
+    recs, ins, inp, out = d.records, d.instructions, d.inputs, d.outputs
+    marker = _markers([t for t in special_tokens or [] if len(t) > 1])
+    empty, placeholder, short, echo, copy_in, near = [], [], [], [], [], []
+    refusal, cut, mark_out, mark_prompt = [], [], [], []
+    for i, r in enumerate(recs):
+        o = out[i]
+        if not o:
+            empty.append(i)
+            continue
+        if o in PLACEHOLDERS or inp[i] in PLACEHOLDERS:
+            placeholder.append(i)
+        nw = len(o.split())
+        if nw <= 2 and d.tasks[i][0] in LONG_FORM:
+            short.append(i)
+        if o == ins[i]:
+            echo.append(i)
+        elif inp[i] and o == inp[i]:
+            copy_in.append(i)
+        elif nw >= 5 and max(Indel.normalized_similarity(o, inp[i]),
+                             Indel.normalized_similarity(o, ins[i])) >= NEAR_COPY:
+            near.append(i)
+        if AI_BOILERPLATE.search(r.output) or REFUSAL_START.search(r.output[:200]):
+            refusal.append(i)
+        if looks_cut_off(r.output):
+            cut.append(i)
+        if marker.search(r.output):
+            mark_out.append(i)
+        if marker.search(r.instruction) or marker.search(r.input):
+            mark_prompt.append(i)
+    findings = [f for f in (
+        _finding(d, "empty_output", "error", empty, "{n} row(s) have an empty output.",
+                 "Training on an empty target teaches the model to stop immediately. Remove them.",
+                 field_="instruction"),
+        _finding(d, "template_marker_in_output", "error", mark_out,
+                 "{n} output(s) contain template or chat markers (### Response:, <|im_start|>, </s>).",
+                 "They teach the model to write the next turn itself, and special-token text such "
+                 "as </s> is tokenized as a real end-of-text. Strip them: they usually mean rows "
+                 "were exported already templated or split wrongly."),
+        _finding(d, "echoes_instruction", "error", echo, "{n} output(s) repeat the instruction.",
+                 "Teaches the model to parrot the prompt. Usually a column-mapping mistake."),
+        _finding(d, "template_marker_in_prompt", "warning", mark_prompt,
+                 "{n} instruction(s)/input(s) contain template or chat markers.",
+                 "The prompt would contain fake turn boundaries; pass raw text and let the "
+                 "template add the markers.", field_="instruction"),
+        _finding(d, "placeholder_text", "warning", placeholder,
+                 "{n} row(s) have a placeholder as output or input (<nooutput>, <noinput>, N/A, ...).",
+                 "Placeholders are learned literally (Alpaca has '<nooutput>' rows). Remove them, "
+                 "or leave input empty instead of '<noinput>'."),
+        _finding(d, "copies_input", "warning", copy_in, "{n} output(s) are identical to the input.",
+                 "Fine for an editing task with nothing to fix; otherwise the model learns to copy."),
+        _finding(d, "refusal_boilerplate", "warning", refusal,
+                 "{n} output(s) ({share}) refuse or say 'as an AI language model'.",
+                 "The model will learn to refuse or disclaim in the same way. Keep only refusals "
+                 "you want it to make."),
+        _finding(d, "cut_off_output", "warning", cut,
+                 "{n} output(s) ({share}) seem cut off mid-sentence or leave a code block open.",
+                 "Often generation that hit a token limit; the model learns to stop mid-thought. "
+                 "A heuristic: check the examples."),
+        _finding(d, "short_long_form_output", "warning", short,
+                 "{n} output(s) have at most 2 words for a write/explain/describe instruction.",
+                 "A long-form request answered in a word or two is usually a truncated or "
+                 "misplaced answer."),
+        _finding(d, "near_copy_of_prompt", "info", near,
+                 "{n} output(s) are >= 90% similar to their instruction or input.",
+                 "Normal for editing tasks (grammar correction, formatting); a copying problem "
+                 "otherwise."),
+        _conflicts(d), *(_token_findings(d) if d.tokens else []),
+    ) if f is not None]
+    stats = {"checked_rows": d.n, **{f.code: f.count for f in findings}}
+    bad = [f for f in findings if f.severity != "info"]
+    verdict = ("No problems found by the output checks." if not bad else
+               "; ".join(f"{f.count:,} {f.code.replace('_', ' ')}" for f in bad[:4]) +
+               ("; more below." if len(bad) > 4 else "."))
+    return LeverReport("output_quality", verdict, findings, stats)
+
+
+def _conflicts(d: AuditData) -> Finding | None:
+    """Same instruction + input, different outputs."""
+    rows, partner, short_groups, n_groups = [], {}, 0, 0
+    for idx in d.prompt_groups.values():
+        outs = {d.outputs[i] for i in idx}
+        if len(idx) < 2 or len(outs) < 2:
+            continue
+        n_groups += 1
+        short_groups += all(len(o.split()) <= 5 for o in outs)
+        first_out = d.outputs[idx[0]]
+        other = next(i for i in idx if d.outputs[i] != first_out)
+        partner[idx[0]], partner[other] = other, idx[0]
+        rows += idx
+    if not rows:
+        return None
+    return Finding(
+        "conflicting_outputs", "warning",
+        f"{n_groups:,} prompt(s) (same instruction and input) have different outputs, "
+        f"{short_groups:,} of them with short answers ({len(rows):,} rows).", len(rows), d.n,
+        "Short differing answers are contradictory labels: pick one. Long ones may be fine for "
+        "open-ended prompts (several good answers), but they halve each answer's weight.",
+        examples_of(d.records, sorted(partner), "output", partner),
+        [d.records[i].source for i in rows], {"groups": n_groups, "short_answer_groups": short_groups})
+
+
+def _token_findings(d: AuditData) -> list[Finding]:
+    t = d.tokens
+    out = []
+    if t.dropped:
+        out.append(Finding(
+            "too_long", "warning",
+            f"{len(t.dropped):,} row(s) ({pct(len(t.dropped) / d.n)}) do not fit --max-length "
+            f"{t.max_length}: training drops them (or cuts the prompt with --truncation left).",
+            len(t.dropped), d.n, "Raise --max-length, shorten them, or accept losing them; a cut "
+            "response would teach the model to stop mid-answer.",
+            [Example(Source(p.path, p.line or 0), snippet(p.message)) for p in t.dropped[:5]],
+            [Source(p.path, p.line or 0) for p in t.dropped]))
+    total, trained = sum(t.lengths), sum(t.trained)
+    share = trained / total if total else 0.0
+    out.append(Finding(
+        "trained_token_share", "info",
+        f"{pct(share)} of tokens are trained (response + stop token); the rest is prompt.",
+        trained, max(total, 1), "Long prompts with short answers give few trained tokens per "
+        "step; that is expected for classification or extraction data.",
+        stats={"tokens": total, "trained_tokens": trained}))
+    return out

@@ -1,0 +1,92 @@
+"""Lever 1, size: how much data there is, counted so duplicates don't flatter it, and in context.
+
+Reference points (what the verdict compares against):
+- OpenAI's fine-tuning guide: at least 10 examples were required; start with 50-100.
+- LIMA (Zhou et al., 2023): about 1,000 carefully curated examples gave strong instruction following.
+- Alpaca (Taori et al., 2023): 52,000 generated examples.
+The lesson of LIMA is that past a modest size, diversity and quality matter more than volume, so
+the verdict points there rather than at "more rows".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..data.records import Source
+from .context import AuditData
+from .findings import Example, Finding, LeverReport, snippet
+
+MIN_ROWS, START_ROWS, LIMA_ROWS, ALPACA_ROWS = 10, 50, 1_000, 52_000
+
+
+def _dist(values: list[int]) -> dict:
+    if not values:
+        return {"mean": 0, "median": 0, "p95": 0, "max": 0}
+    a = np.asarray(values)
+    return {"mean": round(float(a.mean()), 1), "median": float(np.median(a)),
+            "p95": float(np.percentile(a, 95)), "max": int(a.max())}
+
+
+def _scale(unique: int) -> tuple[str, str, str]:
+    """(severity, short verdict, advice) for a set of `unique` distinct prompts."""
+    if unique < MIN_ROWS:
+        return ("error", f"too small to fine-tune on ({unique} distinct prompts; OpenAI's "
+                f"fine-tuning API required at least {MIN_ROWS})",
+                "Write more examples: OpenAI suggested starting with 50-100 well-made ones.")
+    if unique < START_ROWS:
+        return ("warning", f"very small ({unique} distinct prompts; OpenAI suggested starting with "
+                "50-100)", "Enough to teach a format, not a skill; add varied examples "
+                "and hold some out to check the model generalises.")
+    if unique < LIMA_ROWS:
+        return ("info", f"small ({unique} distinct prompts; LIMA used ~1,000 curated examples)",
+                "At this size every row counts: diversity of tasks and quality of outputs matter "
+                "more than volume. Fix the warnings below before adding rows.")
+    if unique < ALPACA_ROWS:
+        return ("info", f"medium ({unique:,} distinct prompts: between LIMA's ~1,000 curated and "
+                "Alpaca's 52,000 generated)",
+                "Volume is unlikely to be the bottleneck; duplicates, narrow tasks and bad outputs "
+                "are more likely to limit the model.")
+    return ("info", f"large ({unique:,} distinct prompts: Alpaca scale, 52,000 generated, or more)",
+            "Volume is not the bottleneck; deduplication and quality filtering pay off most.")
+
+
+def size_lever(d: AuditData) -> LeverReport:
+    n = d.n
+    wc = d.word_counts
+    unique_prompts = len(d.prompt_groups)
+    stats: dict = {
+        "rows": n, "unique_instructions": len(d.instruction_groups),
+        "unique_prompts": unique_prompts,
+        "unique_rows": len(set(zip(d.instructions, d.inputs, d.outputs, strict=True))),
+        "skipped_invalid": len(d.skipped),
+        "words_total": sum(a + b + c for a, b, c in wc),
+        "words_per_row": _dist([a + b + c for a, b, c in wc]),
+        "instruction_words": _dist([a for a, _, _ in wc]),
+        "input_words": _dist([b for _, b, _ in wc]),
+        "output_words": _dist([c for _, _, c in wc]),
+    }
+    if d.tokens is not None:
+        lengths = list(d.tokens.lengths)
+        stats |= {"tokens_total": sum(lengths), "tokens_per_row": _dist(lengths),
+                  "trained_tokens_total": sum(d.tokens.trained)}
+    severity, scale, advice = _scale(unique_prompts)
+    dup_note = (f"; {n:,} rows, but only {unique_prompts:,} distinct prompts"
+                if unique_prompts < 0.95 * n else "")
+    findings = [Finding("size_scale", severity, f"Size: {scale}{dup_note}.", unique_prompts,
+                        max(n, 1), advice, stats={"rows": n, "unique_prompts": unique_prompts})]
+    if d.skipped:
+        total = n + len(d.skipped)
+        rows = [Source(p.path, p.line or 0) for p in d.skipped]
+        findings.append(Finding(
+            "invalid_rows", "warning",
+            f"{len(d.skipped):,} invalid row(s) were skipped and are not audited.", len(d.skipped),
+            total, "Fix them or drop them on purpose; train stops on them unless --skip-invalid.",
+            examples=[Example(src, snippet(f"[{p.field}] {p.message}" if p.field else p.message))
+                      for src, p in zip(rows[:5], d.skipped[:5], strict=True)],
+            rows=rows))
+    words = stats["words_per_row"]["median"]
+    tokens = (f", median {stats['tokens_per_row']['median']:.0f} tokens per example"
+              if d.tokens is not None else "")
+    verdict = (f"{n:,} rows ({unique_prompts:,} distinct prompts), median {words:.0f} words per "
+               f"row{tokens}: {scale}.")
+    return LeverReport("size", verdict, findings, stats)

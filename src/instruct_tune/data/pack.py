@@ -1,0 +1,216 @@
+"""Examples -> batches: best-fit packing, length-grouped batching, and the collate that builds
+exactly what attention needs to keep rows apart.
+
+Label convention (Hugging Face's): `labels[t]` is the token at position t itself (== input_ids[t])
+or -100 where nothing is trained; the loss shifts, so hidden state t predicts labels[t + 1].
+
+Padded batches are right-padded with a 2D mask [B, T]. Packed batches hold several examples per
+row; each example attends only to itself through a 4D boolean block-diagonal causal mask
+[B, 1, T, T] (True = attend), and its position_ids restart at 0. `model_inputs` turns a batch
+into the keyword arguments for the model's attention implementation (bool for sdpa, additive
+float for eager, no mask for right-padded rows, where causality already hides the padding).
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Protocol
+
+import torch
+
+IGNORE = -100
+
+
+class ExampleLike(Protocol):
+    input_ids: list[int]
+    labels: list[int]
+
+
+@dataclass
+class Batch:
+    """Tensors for one micro-batch. `num_trained` counts target positions after the shift."""
+
+    input_ids: torch.Tensor  # [B, T] long
+    labels: torch.Tensor  # [B, T] long, -100 = not trained (HF convention, shifted in the loss)
+    position_ids: torch.Tensor  # [B, T] long, restart at 0 for every packed example
+    attention_mask: torch.Tensor  # [B, T] long (padded) or [B, 1, T, T] bool (packed)
+    num_trained: int  # labelled target positions (what the loss sums over)
+    num_tokens: int  # real (non-padding) tokens, for tokens/s
+    packed: bool
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, value in moved.items():
+            if isinstance(value, torch.Tensor):
+                moved[name] = value.to(device, non_blocking=non_blocking)
+        return Batch(**moved)
+
+
+def _length(example: ExampleLike | int) -> int:
+    return example if isinstance(example, int) else len(example.input_ids)
+
+
+# ---------------------------------------------------------------------------------------------
+# Packing
+
+
+def pack(lengths: Sequence[int], max_length: int) -> list[list[int]]:
+    """Best-fit decreasing: indices into `lengths`, grouped into bins of total <= max_length.
+
+    Longest first; each goes into the open bin with the least room that still fits it.
+    Deterministic (ties broken by index). O(n log n) lookups via a sorted list of free space.
+    """
+    too_long = [i for i, n in enumerate(lengths) if n > max_length]
+    if too_long:
+        raise ValueError(f"{len(too_long)} examples are longer than max_length={max_length} "
+                         f"(first: index {too_long[0]}, {lengths[too_long[0]]} tokens)")
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    bins: list[list[int]] = []
+    free: list[tuple[int, int]] = []  # sorted (room left, bin id)
+    for i in order:
+        n = lengths[i]
+        k = bisect.bisect_left(free, (n, -1))
+        if k == len(free):  # fits nowhere: open a new bin
+            bins.append([i])
+            bisect.insort(free, (max_length - n, len(bins) - 1))
+        else:
+            room, b = free.pop(k)
+            bins[b].append(i)
+            bisect.insort(free, (room - n, b))
+    return bins
+
+
+def padding_share(bins: Sequence[Sequence[int]], lengths: Sequence[int], max_length: int) -> float:
+    """Share of the bins' max_length slots that would be padding (0.0 = perfectly full)."""
+    if not bins:
+        return 0.0
+    used = sum(lengths[i] for b in bins for i in b)
+    return 1.0 - used / (len(bins) * max_length)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batching
+
+
+def batches(examples: Sequence[ExampleLike | int], batch_size: int, *, packing: bool,
+            max_length: int, seed: int, epoch: int, mega: int = 50) -> list[list[int]]:
+    """The epoch's batches as lists of example indices; the same (seed, epoch) always gives the
+    same list, so a resumed run can skip exactly the batches it already trained on.
+
+    Without packing, similar lengths share a batch (sorted within shuffled mega-batches of
+    `mega * batch_size`), batch order is shuffled, and the batch holding the longest example
+    comes first so an out-of-memory error shows up at step 1, not hours in.
+    With packing, each batch is `batch_size` best-fit bins (rows), flattened in row order;
+    `collate(..., packed=True)` rebuilds the rows.
+    """
+    lengths = [_length(e) for e in examples]
+    rng = random.Random(f"{seed}-{epoch}")  # str seeds hash deterministically (not per-process)
+    if packing:
+        rows = pack(lengths, max_length)
+        rng.shuffle(rows)
+        return [[i for row in rows[k:k + batch_size] for i in row]
+                for k in range(0, len(rows), batch_size)]
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    out: list[list[int]] = []
+    step = mega * batch_size
+    for k in range(0, len(order), step):
+        group = sorted(order[k:k + step], key=lambda i: -lengths[i])
+        out.extend(group[j:j + batch_size] for j in range(0, len(group), batch_size))
+    rng.shuffle(out)
+    if out:
+        longest = max(range(len(out)), key=lambda b: max(lengths[i] for i in out[b]))
+        out.insert(0, out.pop(longest))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Collate
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple if multiple > 1 else n
+
+
+def collate(examples: Sequence[ExampleLike], pad_id: int, *, packed: bool, max_length: int,
+            pad_multiple: int = 8) -> Batch:
+    """Stack examples into a Batch padded to the longest row (rounded up to `pad_multiple`,
+    never above max_length). With `packed`, examples are first packed into rows of at most
+    max_length tokens by `pack` (usually exactly the bins `batches` made for this batch)."""
+    lengths = [len(e.input_ids) for e in examples]
+    rows = pack(lengths, max_length) if packed else [[i] for i in range(len(examples))]
+    longest = max(sum(lengths[i] for i in row) for row in rows)
+    width = max(longest, min(_round_up(longest, pad_multiple), max_length))
+    B = len(rows)
+    ids = torch.full((B, width), pad_id, dtype=torch.long)
+    labels = torch.full((B, width), IGNORE, dtype=torch.long)
+    pos = torch.empty((B, width), dtype=torch.long)
+    num_trained = 0
+    real = torch.zeros(B, dtype=torch.long)
+    for r, row in enumerate(rows):
+        t = 0
+        for i in row:
+            ex, n = examples[i], lengths[i]
+            ids[r, t:t + n] = torch.tensor(ex.input_ids, dtype=torch.long)
+            lab = torch.tensor(ex.labels, dtype=torch.long)
+            # The first token of an example is never a target (nothing before it in its own
+            # row); unlabel it so a packed row never trains it from the previous example.
+            lab[0] = IGNORE
+            labels[r, t:t + n] = lab
+            num_trained += int((lab != IGNORE).sum())
+            pos[r, t:t + n] = torch.arange(n)
+            t += n
+        real[r] = t
+        # Padding continues counting in padded rows (so positions are just 0..T-1 and the
+        # model's default path applies); in packed rows it is one more segment from 0.
+        pos[r, t:] = torch.arange(t, width) if not packed else torch.arange(width - t)
+    if packed:
+        mask = block_causal_mask(pos)
+    else:
+        mask = (torch.arange(width)[None, :] < real[:, None]).long()
+    return Batch(input_ids=ids, labels=labels, position_ids=pos, attention_mask=mask,
+                 num_trained=num_trained, num_tokens=int(real.sum()), packed=packed)
+
+
+def block_causal_mask(position_ids: torch.Tensor) -> torch.Tensor:
+    """[B, 1, T, T] bool, True where query q may attend key k: same example and k <= q.
+
+    Positions restart at 0 for each example, so q's example starts at q - position[q]; the
+    mask is two broadcast comparisons, no per-segment loop.
+    """
+    T = position_ids.shape[-1]
+    q = torch.arange(T, device=position_ids.device)
+    start = (q - position_ids)[:, :, None]  # [B, T, 1] first index of q's example
+    k = q[None, None, :]
+    return ((k >= start) & (k <= q[None, :, None]))[:, None]
+
+
+def model_inputs(batch: Batch, attn_implementation: str | None,
+                 dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor | None]:
+    """Keyword arguments for a Hugging Face causal LM forward (input_ids, attention_mask,
+    position_ids) in the form its attention implementation accepts.
+
+    - padded rows: no mask at all. Rows are right-padded and attention is causal, so a real
+      token never sees padding; this lets sdpa take its `is_causal` kernel path.
+    - packed rows, sdpa/flex/unknown: the bool 4D mask (transformers passes 4D masks as-is).
+    - packed rows, eager: an additive float mask (eager adds the mask to the scores).
+    - packed rows, flash_attention_*: no mask; transformers derives varlen boundaries from
+      position_ids restarting at 0, which is exact.
+    """
+    out: dict[str, torch.Tensor | None] = {"input_ids": batch.input_ids,
+                                           "position_ids": batch.position_ids,
+                                           "attention_mask": None}
+    if not batch.packed:
+        return out
+    impl = attn_implementation or "sdpa"
+    if impl.startswith("flash"):
+        return out
+    mask = batch.attention_mask
+    if impl == "eager":
+        zero = torch.zeros((), dtype=dtype, device=mask.device)
+        mask = torch.where(mask, zero, torch.finfo(dtype).min)
+    out["attention_mask"] = mask
+    return out

@@ -1,0 +1,156 @@
+"""Before/after evaluation: generate for held-out records with the tuned model (and optionally the
+base model, prompted with the same template), score both and put them side by side.
+
+`evaluate(model_dir, records, compare=base_dir)` is the API (the trainer calls it after training
+with --eval-data); `run(EvalConfig)` is `instruct-tune eval`.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..data.records import Record
+from ..errors import ConfigError, DataError, Problem
+from .generate import Generator, err
+from .metrics import METRIC_KEYS, Generation, difference, leaked_marker, score
+
+
+def _prompts(gen: Generator, records: Sequence[Record], skip_invalid: bool) -> tuple[list, list[int]]:
+    """Prompt ids for each record, and the indices kept (prompts that overflow the context are
+    reported by file:line, or dropped with --skip-invalid)."""
+    prompts, keep, problems = [], [], []
+    for i, (rec, ids) in enumerate(zip(records, gen.encode_many([r.prompt_messages() for r in records]),
+                                       strict=True)):
+        if gen.context is not None and len(ids) >= gen.context:
+            problems.append(Problem(rec.source.path, rec.source.line, "instruction",
+                                    f"prompt is {len(ids)} tokens; the model's context is {gen.context}"))
+            continue
+        prompts.append(ids)
+        keep.append(i)
+    if problems and not skip_invalid:
+        raise DataError(problems, hint="Shorten these rows, or pass --skip-invalid to leave them out.")
+    if problems:
+        err.print(f"[yellow]warning:[/] left out {len(problems)} record(s) whose prompt does not fit "
+                  f"the context of {gen.context} tokens.")
+    return prompts, keep
+
+
+def _run_model(gen: Generator, prompts: list, records: Sequence[Record], sampling: dict,
+               batch_size: int, progress: bool) -> tuple[dict, list[Generation]]:
+    gens = gen.generate(prompts, batch_size=batch_size, progress=progress, **sampling)
+    tasks = [r.meta.get("task") for r in records]
+    metrics = score(gens, [r.output for r in records], gen.markers, tasks)
+    return {"model": gen.name, **metrics}, gens
+
+
+def _release(gen: Generator) -> None:
+    """Free a model before loading the next, so a before/after run needs memory for one."""
+    del gen.model
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def evaluate(model_dir: str | os.PathLike, records: Sequence[Record], *,
+             compare: str | os.PathLike | None = None, template: str | None = None,
+             max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
+             batch_size: int = 16, samples: int = 3, trust_remote_code: bool = False,
+             allow_pickle: bool = False, skip_invalid: bool = False, progress: bool = False) -> dict:
+    """Generate for `records` and score the outputs against each record's `output`.
+
+    With `compare`, the base model is prompted with the tuned model's template and scored too;
+    the report then has `base` (same keys) and `delta` (tuned - base). `rows` holds every
+    record's output; `samples` the first few side by side.
+    """
+    if not records:
+        raise ConfigError("No records to evaluate.")
+    sampling = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
+    load = {"trust_remote_code": trust_remote_code, "allow_pickle": allow_pickle}
+    gen = Generator.load(model_dir, template=template, **load)
+    prompts, keep = _prompts(gen, records, skip_invalid)
+    kept = [records[i] for i in keep]
+    tmpl = gen.template
+    report, outs = _run_model(gen, prompts, kept, sampling, batch_size, progress)
+    report = {"template": getattr(tmpl, "name", "?"), **sampling, **report}
+    markers = gen.markers
+    _release(gen)
+
+    base_outs: list[Generation] | None = None
+    if compare is not None:
+        from ..train.model import load_model, load_tokenizer
+
+        from .generate import _tokenizer_dir
+
+        # The base model gets the tuned model's template: the question is what tuning changed.
+        base_tok = load_tokenizer(_tokenizer_dir(Path(compare)), trust_remote_code=trust_remote_code)
+        base_model = load_model(compare, **load)
+        if hasattr(base_model, "merge_and_unload"):
+            base_model = base_model.merge_and_unload()
+        base = Generator(base_model, base_tok, tmpl, name=str(compare))
+        base_prompts = base.encode_many([r.prompt_messages() for r in kept])
+        report["base"], base_outs = _run_model(base, base_prompts, kept, sampling, batch_size, progress)
+        report["delta"] = difference(report, report["base"])
+        _release(base)
+
+    report["rows"] = [_row(r, g, markers, None if base_outs is None else base_outs[j])
+                      for j, (r, g) in enumerate(zip(kept, outs, strict=True))]
+    report["samples"] = report["rows"][:max(samples, 0)]
+    return report
+
+
+def _row(rec: Record, out: Generation, markers: Sequence[str], base: Generation | None) -> dict:
+    row = {"source": str(rec.source), "task": rec.meta.get("task"), "instruction": rec.instruction,
+           "input": rec.input, "reference": rec.output, "output": out.text, "stopped": out.stopped,
+           "length": out.length, "leak": leaked_marker(out.raw, markers)}
+    if base is not None:
+        row.update(base_output=base.text, base_stopped=base.stopped, base_length=base.length,
+                   base_leak=leaked_marker(base.raw, markers))
+    return row
+
+
+def summary(report: dict) -> dict:
+    """The report without per-record rows: what `--json` prints."""
+    return {k: v for k, v in report.items() if k != "rows"}
+
+
+def run(cfg) -> int:
+    """`instruct-tune eval --model DIR --data EVAL [--compare BASE] [--json] [--out FILE]`."""
+    from ..data.load import load_records_report
+    from .report import print_report
+
+    if not cfg.model:
+        raise ConfigError("eval needs --model DIR (a trained run's final/ directory).")
+    if not cfg.data:
+        raise ConfigError("eval needs --data FILE (held-out records with an `output` to compare to).")
+    loaded = load_records_report(cfg.data, format=cfg.format, columns=cfg.columns,
+                                 skip_invalid=cfg.skip_invalid)
+    if loaded.skipped:
+        err.print(f"[yellow]warning:[/] skipped {len(loaded.skipped)} invalid row(s) in {cfg.data}; "
+                  f"first: {loaded.skipped[0]}")
+    report = evaluate(cfg.model, loaded.records, compare=cfg.compare, template=cfg.template,
+                      max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                      batch_size=cfg.batch_size, samples=cfg.samples,
+                      trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle,
+                      skip_invalid=cfg.skip_invalid, progress=not cfg.json)
+    if cfg.out:
+        Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg.out).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    if cfg.json:
+        print(json.dumps(summary(report), ensure_ascii=False))
+    else:
+        print_report(report)
+        if cfg.out:
+            err.print(f"report written to {cfg.out}")
+    return 0
+
+
+__all__ = ["METRIC_KEYS", "evaluate", "run", "summary"]

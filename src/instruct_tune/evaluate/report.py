@@ -1,0 +1,128 @@
+"""Render an evaluation report: rich tables for the terminal, Markdown for files and the demo."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+# metric key -> (label, is a rate shown as %, +1 if higher is better / -1 if lower / 0 neutral)
+ROWS: dict[str, tuple[str, bool, int]] = {
+    "stop_rate": ("stops (stop token within limit)", True, 1),
+    "template_leak_rate": ("runs on into template markers", True, -1),
+    "exact_match": ("exact match", True, 1),
+    "normalized_exact_match": ("normalized exact match", True, 1),
+    "rouge_l": ("ROUGE-L F1", True, 1),
+    "mean_length": ("mean output length (tokens)", False, 0),
+    "p95_length": ("p95 output length (tokens)", False, 0),
+}
+TASK_COLS = ("stop_rate", "template_leak_rate", "exact_match", "rouge_l")
+
+
+def fmt(key: str, value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    rate = ROWS.get(key, ("", True, 0))[1]
+    sign = "+" if signed else ""
+    return f"{value * 100:{sign}.1f}%" if rate else f"{value:{sign}.1f}"
+
+
+def _delta_style(key: str, delta: float) -> str:
+    better = ROWS[key][2] * delta
+    return "green" if better > 0 else "red" if better < 0 else ""
+
+
+def _clip(text: str, n: int = 240) -> str:
+    text = text.strip()
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
+def print_report(report: dict, console: Console | None = None) -> None:
+    """Print the metrics (side by side with the base model when compared), per task, samples."""
+    console = console or Console()
+    base = report.get("base")
+    title = (f"{report['model']}: {report['n']} records, template {report.get('template')}, "
+             f"max {report.get('max_new_tokens')} new tokens")
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    if base:
+        table.add_column("base", justify="right")
+    table.add_column("tuned" if base else "value", justify="right")
+    if base:
+        table.add_column("Δ", justify="right")
+    for key, (label, _, _) in ROWS.items():
+        if key not in report:
+            continue
+        cells = [label]
+        if base:
+            d = report[key] - base[key]
+            cells += [fmt(key, base[key]), fmt(key, report[key]),
+                      f"[{_delta_style(key, d)}]{fmt(key, d, signed=True)}[/]"]
+        else:
+            cells.append(fmt(key, report[key]))
+        table.add_row(*cells)
+    console.print(table)
+
+    if report.get("by_task"):
+        tasks = Table(title="per task" + (" (base → tuned)" if base else ""), title_justify="left")
+        for col in ("task", "n", *(ROWS[k][0].split(" (")[0] for k in TASK_COLS)):
+            tasks.add_column(col, justify="left" if col == "task" else "right")
+        for task, m in report["by_task"].items():
+            b = (base or {}).get("by_task", {}).get(task)
+            cells = [task, str(m["n"])]
+            for k in TASK_COLS:
+                cells.append(f"{fmt(k, b[k])} → {fmt(k, m[k])}" if b else fmt(k, m[k]))
+            tasks.add_row(*cells)
+        console.print(tasks)
+
+    if report.get("samples"):
+        samples = Table(title="sample generations", title_justify="left", show_lines=True)
+        for col in ("instruction", "reference", *(("base",) if base else ()), "tuned" if base else "output"):
+            samples.add_column(col, overflow="fold")
+        for s in report["samples"]:
+            prompt = s["instruction"] + (f"\n[dim]{s['input']}[/]" if s.get("input") else "")
+            cells = [_clip(prompt), _clip(s["reference"])]
+            if base:
+                cells.append(_clip(s["base_output"]) + ("" if s["base_stopped"] else " [red][no stop][/]"))
+            cells.append(_clip(s["output"]) + ("" if s["stopped"] else " [red][no stop][/]"))
+            samples.add_row(*cells)
+        console.print(samples)
+
+
+def _md_escape(text: str) -> str:
+    return _clip(text, 200).replace("|", "\\|").replace("\n", "<br>") or "∅"
+
+
+def to_markdown(report: dict) -> str:
+    """The same report as a Markdown document."""
+    base = report.get("base")
+    lines = [f"## Evaluation of `{report['model']}`", "",
+             f"{report['n']} records, template `{report.get('template')}`, "
+             f"at most {report.get('max_new_tokens')} new tokens"
+             + (f", compared with base `{base['model']}`." if base else "."), ""]
+    if base:
+        lines += ["| metric | base | tuned | Δ |", "|---|---:|---:|---:|"]
+        lines += [f"| {label} | {fmt(k, base[k])} | {fmt(k, report[k])} | "
+                  f"{fmt(k, report[k] - base[k], signed=True)} |"
+                  for k, (label, _, _) in ROWS.items() if k in report]
+    else:
+        lines += ["| metric | value |", "|---|---:|"]
+        lines += [f"| {label} | {fmt(k, report[k])} |" for k, (label, _, _) in ROWS.items() if k in report]
+    if report.get("by_task"):
+        heads = [ROWS[k][0].split(" (")[0] for k in TASK_COLS]
+        lines += ["", "### Per task" + (" (base → tuned)" if base else ""), "",
+                  "| task | n | " + " | ".join(heads) + " |", "|---|---:|" + "---:|" * len(heads)]
+        for task, m in report["by_task"].items():
+            b = (base or {}).get("by_task", {}).get(task)
+            cells = [f"{fmt(k, b[k])} → {fmt(k, m[k])}" if b else fmt(k, m[k]) for k in TASK_COLS]
+            lines.append(f"| {task} | {m['n']} | " + " | ".join(cells) + " |")
+    if report.get("samples"):
+        cols = ["instruction", "reference", *(["base"] if base else []), "tuned" if base else "output"]
+        lines += ["", "### Sample generations", "", "| " + " | ".join(cols) + " |",
+                  "|" + "---|" * len(cols)]
+        for s in report["samples"]:
+            cells = [s["instruction"] + (f"\n{s['input']}" if s.get("input") else ""), s["reference"]]
+            if base:
+                cells.append(s["base_output"])
+            cells.append(s["output"])
+            lines.append("| " + " | ".join(_md_escape(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,131 @@
+"""Checkpoints that survive crashes: written atomically, only the newest K kept, resumed exactly.
+
+A checkpoint DIR/checkpoints/step-N/ holds what `accelerate` saves (model or adapter weights as
+safetensors, optimizer, scheduler, per-process RNG states; FSDP/DeepSpeed shards when configured)
+plus `trainer_state.json` (step, data position, counters). It is first written to
+`checkpoints/.tmp-step-N`, fsynced, then renamed: a directory named `step-N` is always complete, so
+a run killed mid-write resumes from the previous one. Everything read back with torch.load uses
+weights_only=True (accelerate's default), so a checkpoint cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+from collections import OrderedDict
+from pathlib import Path
+
+from ..errors import ConfigError
+
+STATE_FILE = "trainer_state.json"
+_NAME = re.compile(r"^step-(\d+)$")
+
+# Test hook: INSTRUCT_TUNE_TEST_SIGNAL="KILL@checkpoint:6" sends SIGKILL to this process in the
+# middle of writing checkpoint 6 ("INT@step:3" sends SIGINT after optimizer step 3; "KILL@final"
+# while writing final/). Used by the crash tests to hit exact points; inert otherwise.
+_TEST_SIGNAL = os.environ.get("INSTRUCT_TUNE_TEST_SIGNAL", "")
+
+
+def test_signal(point: str) -> None:
+    """Deliver the test signal if INSTRUCT_TUNE_TEST_SIGNAL names this point."""
+    if _TEST_SIGNAL and _TEST_SIGNAL.split("@", 1)[1] == point:
+        os.kill(os.getpid(), getattr(signal, "SIG" + _TEST_SIGNAL.split("@", 1)[0]))
+
+
+def checkpoints_dir(out: Path) -> Path:
+    return out / "checkpoints"
+
+
+def list_checkpoints(out: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints as (step, path), oldest first. Temporary (half-written) dirs are ignored."""
+    root = checkpoints_dir(out)
+    if not root.is_dir():
+        return []
+    found = []
+    for p in root.iterdir():
+        m = _NAME.match(p.name)
+        if m and (p / STATE_FILE).is_file():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    found = list_checkpoints(out)
+    return found[-1][1] if found else None
+
+
+def _fsync_tree(path: Path) -> None:
+    for p in [*path.rglob("*"), path]:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def only_trainable(names: set[str]):
+    """An accelerate save-state hook that keeps only trainable weights (LoRA: the adapter, not the
+    frozen base model, which would make every checkpoint as big as the model)."""
+    def hook(models, weights, output_dir):
+        for i, w in enumerate(weights):
+            weights[i] = OrderedDict((k, v) for k, v in w.items() if k in names)
+    return hook
+
+
+def save_checkpoint(accelerator, out: Path, step: int, state: dict, keep: int) -> Path:
+    """Write checkpoint `step` atomically on all processes, then delete all but the newest `keep`."""
+    root = checkpoints_dir(out)
+    tmp, final = root / f".tmp-step-{step}", root / f"step-{step}"
+    if accelerator.is_main_process:
+        root.mkdir(parents=True, exist_ok=True)
+        for stale in root.glob(".tmp-step-*"):  # left by a run killed mid-write
+            shutil.rmtree(stale, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    test_signal(f"checkpoint:{step}")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / STATE_FILE).write_text(json.dumps({**state, "step": step}, indent=1))
+        _fsync_tree(tmp)
+        if final.exists():  # re-saving a step after a resume: replace the old copy
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+        for _, old in list_checkpoints(out)[:-max(keep, 1)]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(accelerator, path: Path, *, trainable: set[str] | None = None) -> dict:
+    """Restore model/optimizer/scheduler/RNG from `path` into the prepared objects; return the
+    trainer state (step, data position, counters). `trainable`: the weight names a LoRA
+    checkpoint must hold (it holds only those; the frozen base comes from --model)."""
+    state = json.loads((path / STATE_FILE).read_text())
+    rng = path / f"random_states_{accelerator.process_index}.pkl"
+    if state.get("world_size", 1) != accelerator.num_processes or not rng.is_file():
+        raise ConfigError(
+            f"{path} was written by {state.get('world_size', 1)} process(es), this run has "
+            f"{accelerator.num_processes}. Resume with the same number of processes.")
+    weights = path / "model.safetensors"
+    if trainable is not None and weights.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(weights), "pt") as f:
+            missing = trainable - set(f.keys())
+        if missing:
+            raise ConfigError(f"{path} lacks {len(missing)} trainable weights (e.g. "
+                              f"{sorted(missing)[0]}): was it written with other LoRA settings?")
+    accelerator.load_state(str(path), strict=trainable is None)
+    return state

@@ -1,0 +1,229 @@
+"""The training loop, top to bottom: batches -> forward -> loss over trained tokens -> backward ->
+step -> log -> maybe evaluate -> maybe checkpoint. No callbacks.
+
+The loss of an optimizer step is the sum of token cross-entropies over ALL its micro-batches and
+processes divided by the trained-token count of the whole step (known up front from the plan).
+Averaging per micro-batch instead would weigh a short row's tokens more than a long row's.
+DDP averages gradients over processes, so each process scales its sum by world / tokens.
+
+One host sync per optimizer step (loss, grad norm and stop flags, reduced over processes in one
+call): enough to stop on NaN before a bad update and to stop all processes at the same step.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from contextlib import nullcontext, suppress
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..config import TrainConfig
+from ..errors import InstructTuneError
+from .checkpoint import latest_checkpoint, save_checkpoint, test_signal
+from .loss import loss_sum
+from .outdir import MetricsLog
+from .plan import Plan
+from .progress import TrainProgress
+
+
+class NonFiniteLossError(InstructTuneError):
+    """The loss or gradient became NaN/inf."""
+
+
+class TrainingInterrupted(InstructTuneError):
+    """Ctrl-C: a checkpoint was saved; `checkpoint` says where."""
+
+    exit_code = 130
+
+    def __init__(self, message: str, checkpoint: Path):
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
+@dataclass
+class TrainState:
+    """Counters a checkpoint restores besides tensors (the data position follows from `step`)."""
+
+    step: int = 0
+    trained_tokens: int = 0
+    elapsed: float = 0.0  # seconds of training over all sessions
+    skipped_steps: int = 0  # non-finite steps skipped with --skip-nonfinite
+    extra: dict = field(default_factory=dict)  # run identity checked on resume
+
+
+@dataclass
+class Run:
+    """Everything the loop touches, built by run.py."""
+
+    cfg: TrainConfig
+    out: Path
+    accelerator: object
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    plan: Plan
+    eval_plan: Plan | None
+    state: TrainState
+    metrics: MetricsLog
+    progress: TrainProgress
+    max_time: float | None = None  # seconds for this session
+
+
+def train_loop(r: Run) -> str:
+    """Train until the plan ends, --max-steps, --max-time or Ctrl-C. Returns why it stopped
+    ("done" or "time"); raises TrainingInterrupted after saving a checkpoint on Ctrl-C."""
+    interrupted = _catch_sigint()
+    try:
+        return _loop(r, interrupted)
+    finally:
+        _restore_sigint(interrupted)
+
+
+def _loop(r: Run, interrupted: list) -> str:
+    acc, model, opt, cfg, st = r.accelerator, r.model, r.optimizer, r.cfg, r.state
+    world, rank, dev = acc.num_processes, acc.process_index, acc.device
+    start, saved_at, reason = time.monotonic(), st.step, "done"
+    window = [0.0, 0, 0, time.monotonic()]  # loss sum, trained tokens, real tokens, t since log
+    model.train()
+    while st.step < r.plan.total_steps:
+        step = st.step + 1
+        micro = r.plan.step_batches(st.step)
+        n_trained, n_real = r.plan.tokens(micro)
+        scale = world / max(n_trained, 1)
+        step_loss = torch.zeros((), device=dev)
+        for j, indices in enumerate(micro):
+            batch, weight = r.plan.local_batch(indices, rank)
+            batch = batch.to(dev, non_blocking=True)
+            # Gradients are all-reduced only on the step's last micro-batch.
+            with nullcontext() if j == len(micro) - 1 else acc.no_sync(model):
+                with acc.autocast():
+                    loss, _ = loss_sum(model, batch)
+                acc.backward(loss * (scale * weight))
+            step_loss += loss.detach().float() * weight
+        max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf
+        grad_norm = acc.clip_grad_norm_(model.parameters(), max_norm)
+        test_signal(f"step:{step}")
+        out_of_time = r.max_time is not None and time.monotonic() - start >= r.max_time
+        flags = torch.tensor([float(interrupted[0]), float(out_of_time)], device=dev)
+        norm = (grad_norm if grad_norm is not None else torch.zeros(())).float().to(dev)
+        stats = torch.cat([step_loss.reshape(1), norm.reshape(1) / world, flags])
+        if world > 1:
+            stats = acc.reduce(stats, reduction="sum")
+        loss_sum_all, gnorm, stop_int, stop_time = stats.tolist()  # the step's one host sync
+        lr = r.scheduler.get_last_lr()[0]
+
+        if not (math.isfinite(loss_sum_all) and math.isfinite(gnorm)):
+            if not cfg.skip_nonfinite:
+                raise NonFiniteLossError(_nonfinite_message(step, loss_sum_all, gnorm, r.out))
+            st.skipped_steps += 1  # skip the update, keep the data position and schedule
+            r.progress.line(f"step {step}: non-finite loss/gradient, update skipped "
+                            f"({st.skipped_steps} so far)")
+        else:
+            opt.step()
+            window[0] += loss_sum_all
+            window[1] += n_trained
+        r.scheduler.step()
+        opt.zero_grad(set_to_none=True)
+        st.step = step
+        st.trained_tokens += n_trained
+        window[2] += n_real
+        now = time.monotonic()
+        r.progress.update(step, loss_sum_all / max(n_trained, 1), None)
+
+        last = step == r.plan.total_steps or stop_int > 0 or stop_time > 0
+        eval_now = r.eval_plan is not None and (
+            last or (cfg.eval_every > 0 and step % cfg.eval_every == 0))
+        if eval_now or last or step % max(cfg.log_every, 1) == 0:
+            record = {"step": step, "epoch": round(r.plan.epochs_done(step), 4),
+                      "loss": window[0] / window[1] if window[1] else None,
+                      "eval_loss": evaluate(r) if eval_now else None,
+                      "lr": lr, "grad_norm": gnorm,
+                      "tokens_per_s": window[2] / max(now - window[3], 1e-9),
+                      "trained_tokens": st.trained_tokens,
+                      "elapsed": round(st.elapsed + now - start, 3)}
+            if st.skipped_steps:
+                record["skipped_steps"] = st.skipped_steps
+            r.metrics.write(record)
+            r.progress.update(step, record["loss"], record["tokens_per_s"])
+            if not r.progress.live or eval_now:
+                r.progress.log(record)
+
+        if last or (cfg.save_every > 0 and step % cfg.save_every == 0):
+            st.elapsed += time.monotonic() - start
+            start = time.monotonic()
+            save(r)
+            saved_at = step
+        if step % max(cfg.log_every, 1) == 0 or eval_now:  # after eval/save: not in tokens/s
+            window = [0.0, 0, 0, time.monotonic()]
+        if stop_int > 0:
+            ckpt = latest_checkpoint(r.out)
+            raise TrainingInterrupted(
+                f"Interrupted at step {step}/{r.plan.total_steps}; checkpoint saved to {ckpt}.\n"
+                f"Resume with: instruct-tune train --config {r.out / 'config.yaml'} --resume",
+                ckpt)
+        if stop_time > 0:
+            reason = "time"
+            break
+    if saved_at != st.step:  # e.g. resumed from the last checkpoint of a finished run
+        save(r)
+    return reason
+
+
+def save(r: Run) -> Path:
+    """Checkpoint the current step with the data position and counters."""
+    st = r.state
+    epoch, index = r.plan.position(st.step)
+    state = {**asdict(st), "epoch": epoch, "batch_index": index,
+             "world_size": r.accelerator.num_processes}
+    return save_checkpoint(r.accelerator, r.out, st.step, state, r.cfg.keep_checkpoints)
+
+
+@torch.no_grad()
+def evaluate(r: Run) -> float:
+    """Mean loss per trained token over the eval set (all processes), model left in train mode."""
+    acc, plan = r.accelerator, r.eval_plan
+    r.model.eval()
+    total = torch.zeros((), device=acc.device)
+    for indices in plan.epoch(0):
+        batch, weight = plan.local_batch(indices, acc.process_index)
+        with acc.autocast():
+            loss, _ = loss_sum(r.model, batch.to(acc.device))
+        total += loss.float() * weight
+    if acc.num_processes > 1:
+        total = acc.reduce(total, reduction="sum")
+    r.model.train()
+    return total.item() / max(sum(plan.trained), 1)
+
+
+def _nonfinite_message(step: int, loss: float, gnorm: float, out: Path) -> str:
+    ckpt = latest_checkpoint(out)
+    where = (f"Last good checkpoint: {ckpt} (continue from it with --resume)." if ckpt else
+             "No checkpoint was saved yet.")
+    what = "loss" if not math.isfinite(loss) else "gradient norm"
+    return (f"The {what} became {loss if what == 'loss' else gnorm} at step {step}; the update was "
+            f"not applied. {where} Try a lower --lr, --precision fp32, or check the data of that "
+            "step; or pass --skip-nonfinite to skip such steps.")
+
+
+def _catch_sigint() -> list:
+    """First Ctrl-C sets a flag (the loop saves and stops at the end of the step); a second one
+    interrupts at once."""
+    flag: list = [False, None]
+
+    def handler(signum, frame):
+        if flag[0]:
+            raise KeyboardInterrupt
+        flag[0] = True
+
+    with suppress(ValueError):  # not the main thread (e.g. a notebook worker): keep the default
+        flag[1] = signal.signal(signal.SIGINT, handler)
+    return flag
+
+
+def _restore_sigint(flag: list) -> None:
+    if flag[1] is not None:
+        signal.signal(signal.SIGINT, flag[1])

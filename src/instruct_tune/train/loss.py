@@ -1,0 +1,238 @@
+"""Cross-entropy over trained tokens only, without ever materializing [tokens x vocab] logits.
+
+The model runs through its normal forward (so DDP/FSDP/accelerate/peft wrappers see a normal
+call and sync gradients) with `logits_to_keep` set to an all-False mask: transformers then runs
+the output head on zero positions. A forward hook on the backbone catches the final hidden
+states; we keep only positions whose next token is labelled and apply the output head there,
+in chunks of `chunk_size` rows. For a plain `nn.Linear` head a fused autograd function computes
+each chunk's gradient during the forward and keeps only the [rows x hidden] and [vocab x hidden]
+gradients, so peak memory is one chunk of logits whatever the sequence or prompt length.
+
+The first call per model checks that head(hidden) reproduces the model's own logits on a tiny
+probe (models that scale or soft-cap logits are handled; anything else falls back to the plain
+forward, with a warning). Returns a *sum*: the loop divides by the trained-token count of the
+whole optimizer step (across micro-batches and processes).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..data.pack import IGNORE, Batch, model_inputs
+
+log = logging.getLogger(__name__)
+
+Transform = Callable[[torch.Tensor], torch.Tensor] | None
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The Hugging Face model inside DDP/FSDP (`.module`), torch.compile (`_orig_mod`) and
+    peft (`get_base_model()`) wrappers."""
+    for _ in range(8):
+        if hasattr(model, "get_base_model") and callable(model.get_base_model):
+            model = model.get_base_model()
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        elif isinstance(getattr(model, "module", None), nn.Module):
+            model = model.module
+        else:
+            return model
+    return model
+
+
+def logit_transform(model: nn.Module) -> Transform:
+    """What the model does to lm_head outputs before the loss (None when nothing)."""
+    cfg = model.config
+    cap = getattr(cfg, "final_logit_softcapping", None)
+    if cap:
+        return lambda z: torch.tanh(z / cap) * cap
+    scale = getattr(model, "logit_scale", None)  # Cohere: logits * logit_scale
+    if isinstance(scale, (int, float)) and scale != 1:
+        return lambda z: z * scale
+    div = getattr(cfg, "logits_scaling", None)  # Granite: logits / logits_scaling
+    if isinstance(div, (int, float)) and div != 1:
+        return lambda z: z / div
+    return None
+
+
+@dataclass
+class _Plan:
+    mode: str  # "head": hook + chunked head; "full": plain forward (could not verify the head)
+    backbone: nn.Module | None = None
+    head: nn.Module | None = None
+    transform: Transform = None
+
+
+_PLANS: weakref.WeakKeyDictionary[nn.Module, _Plan] = weakref.WeakKeyDictionary()
+
+
+def _last_hidden(output) -> torch.Tensor:
+    return output[0] if isinstance(output, (tuple, list)) else output.last_hidden_state
+
+
+def _forward_hidden(model: nn.Module, plan: _Plan, kwargs: dict) -> torch.Tensor:
+    caught: list[torch.Tensor] = []
+    hook = plan.backbone.register_forward_hook(lambda m, a, out: caught.append(_last_hidden(out)))
+    try:
+        ids = kwargs["input_ids"]
+        none = torch.zeros(ids.shape, dtype=torch.bool, device=ids.device)
+        model(**kwargs, use_cache=False, logits_to_keep=none)
+    finally:
+        hook.remove()
+    return caught[-1]
+
+
+def _make_plan(core: nn.Module) -> _Plan:
+    backbone = getattr(core, getattr(core, "base_model_prefix", ""), None)
+    head = core.get_output_embeddings() if hasattr(core, "get_output_embeddings") else None
+    params = inspect.signature(core.forward).parameters
+    if backbone is None or head is None or "logits_to_keep" not in params:
+        log.warning("%s: no backbone/output head/logits_to_keep; using the full-logits loss",
+                    type(core).__name__)
+        return _Plan("full")
+    plan = _Plan("head", backbone, head, logit_transform(core))
+    # Probe: our head on the backbone's hidden states must give the model's own logits.
+    was_training = {m: m.training for m in core.modules()}
+    core.eval()
+    try:
+        ids = torch.arange(1, 7, device=head.weight.device)[None] % core.config.get_text_config().vocab_size
+        with torch.no_grad():
+            want = core(input_ids=ids, use_cache=False).logits.float()
+            got = plan.head(_forward_hidden(core, plan, {"input_ids": ids})).float()
+            if plan.transform is not None:
+                got = plan.transform(got)
+        ok = torch.allclose(got, want, rtol=1e-3, atol=1e-3 * float(want.abs().max()) + 1e-5)
+    except Exception as e:  # sharded/partitioned weights etc.: the plain forward still works
+        log.warning("%s: output-head probe failed (%s); using the full-logits loss",
+                    type(core).__name__, e)
+        ok = False
+    finally:
+        for m, flag in was_training.items():
+            m.training = flag
+    if not ok:
+        log.warning("%s: head(hidden) does not reproduce the model's logits (unknown logit "
+                    "transform?); using the full-logits loss", type(core).__name__)
+        return _Plan("full")
+    return plan
+
+
+def default_chunk(vocab: int) -> int:
+    """Rows per chunk so one chunk of fp32 logits is about 128 MiB."""
+    return max(64, (1 << 25) // max(vocab, 1))
+
+
+def loss_sum(model: nn.Module, batch: Batch, chunk_size: int | None = None
+             ) -> tuple[torch.Tensor, int]:
+    """(sum of token cross-entropies over labelled targets, number of such targets).
+
+    `batch.labels` follow the HF convention (not yet shifted); hidden state t predicts
+    labels[t + 1]. `model` may be wrapped (DDP, FSDP, accelerate, peft, compiled).
+    """
+    core = unwrap(model)
+    plan = _PLANS.get(core)
+    if plan is None:
+        plan = _PLANS[core] = _make_plan(core)
+    dtype = next(core.parameters()).dtype
+    kwargs = model_inputs(batch, getattr(core.config, "_attn_implementation", None), dtype)
+    # Shift once on the flat labels: target of position t is labels[t + 1]; the last position
+    # of each row has none. Rows never leak: `collate` unlabels each example's first token.
+    targets = F.pad(batch.labels[:, 1:], (0, 1), value=IGNORE).reshape(-1)
+    index = (targets != IGNORE).nonzero().squeeze(1)
+    targets = targets.index_select(0, index)
+    n = int(index.numel())
+    if plan.mode == "full":
+        # Fallback: the model's own logits (full [B, T, vocab]); only used when the chunked
+        # head could not be verified to match the model's forward.
+        logits = model(**kwargs, use_cache=False).logits
+        flat = logits.reshape(-1, logits.shape[-1]).index_select(0, index)
+        return F.cross_entropy(flat.float(), targets, reduction="sum"), n
+    hidden = _forward_hidden(model, plan, kwargs)
+    hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)
+    chunk = chunk_size or default_chunk(plan.head.weight.shape[0])
+    return head_cross_entropy(hidden, plan.head, targets, chunk, plan.transform), n
+
+
+# ---------------------------------------------------------------------------------------------
+# Chunked output head + cross-entropy
+
+
+def _chunk_ce(z: torch.Tensor, targets: torch.Tensor, transform: Transform) -> torch.Tensor:
+    z = z.float()
+    if transform is not None:
+        z = transform(z)
+    return F.cross_entropy(z, targets, reduction="sum")
+
+
+def head_cross_entropy(hidden: torch.Tensor, head: nn.Module, targets: torch.Tensor,
+                       chunk_size: int, transform: Transform = None) -> torch.Tensor:
+    """sum_i CE(transform(head(hidden[i])), targets[i]), never more than `chunk_size` rows of
+    logits alive at once (forward and backward)."""
+    if hidden.shape[0] == 0:  # keep the graph connected so backward and DDP still work
+        return hidden.sum() * 0.0 + sum(p.sum() * 0.0 for p in head.parameters())
+    if not torch.is_grad_enabled() or not (hidden.requires_grad or
+                                           any(p.requires_grad for p in head.parameters())):
+        with torch.no_grad():
+            return sum(_chunk_ce(head(h), t, transform)
+                       for h, t in zip(hidden.split(chunk_size), targets.split(chunk_size), strict=True))
+    weight = getattr(head, "weight", None)
+    if type(head) is nn.Linear and type(weight) in (torch.Tensor, nn.Parameter) and weight.ndim == 2:
+        return _FusedLinearCE.apply(hidden, weight, head.bias, targets, chunk_size, transform)
+    # Generic head (e.g. a peft-wrapped or partitioned module): recompute each chunk's logits
+    # in the backward instead of keeping them.
+    return sum(checkpoint(lambda h, t: _chunk_ce(head(h), t, transform), h, t, use_reentrant=False)
+               for h, t in zip(hidden.split(chunk_size), targets.split(chunk_size), strict=True))
+
+
+class _FusedLinearCE(torch.autograd.Function):
+    """Linear head + cross-entropy whose gradients are computed chunk by chunk in the forward.
+
+    Saves d(loss)/d(hidden) [N, H] and d(loss)/d(weight) [V, H] instead of [N, V] logits; the
+    backward only scales them by the incoming gradient (a scalar).
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, chunk_size, transform):
+        need_h, need_w = hidden.requires_grad, weight.requires_grad
+        need_b = bias is not None and bias.requires_grad
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
+        grad_b = torch.zeros_like(bias, dtype=torch.float32) if need_b else None
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        for start in range(0, hidden.shape[0], chunk_size):
+            h = hidden[start:start + chunk_size]
+            z = F.linear(h, weight, bias).detach().requires_grad_()
+            with torch.enable_grad():
+                loss = _chunk_ce(z, targets[start:start + chunk_size], transform)
+                (gz,) = torch.autograd.grad(loss, z)
+            total += loss.detach()
+            g = gz.to(h.dtype)
+            if need_h:
+                torch.mm(g, weight, out=grad_h[start:start + chunk_size])
+            if need_w:
+                if grad_w.dtype == g.dtype:
+                    grad_w.addmm_(g.t(), h)
+                else:  # low-precision weights: accumulate the chunks' products in fp32
+                    grad_w += (g.t() @ h).float()
+            if need_b:
+                grad_b += gz.float().sum(0)
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        w_dtype, b_dtype = ctx.dtypes
+        return (None if grad_h is None else grad_h * grad_out.to(grad_h.dtype),
+                None if grad_w is None else (grad_w * grad_out).to(w_dtype),
+                None if grad_b is None else (grad_b * grad_out).to(b_dtype),
+                None, None, None)

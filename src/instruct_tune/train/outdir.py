@@ -1,0 +1,139 @@
+"""The run directory: refuse to clobber it, check it is writable with room for a checkpoint, and
+write config.yaml and metrics.jsonl.
+
+    DIR/config.yaml        resolved config (re-run with --config DIR/config.yaml)
+    DIR/metrics.jsonl      one JSON object per logged step
+    DIR/checkpoints/step-N full training state (see checkpoint.py)
+    DIR/final/             the trained model, loadable with plain transformers
+
+Checks run before any slow work and before anything is deleted, so a typo never costs a run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..config import TrainConfig, save_yaml
+from ..errors import ConfigError
+
+RUN_MARKERS = ("config.yaml", "metrics.jsonl", "checkpoints", "final")
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_dir(out: Path, *, overwrite: bool, resume: bool) -> None:
+    """Fail early if --out may not be written: non-empty without --overwrite/--resume, not a
+    directory, not writable, or (with --overwrite) not something we are willing to delete."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; pass a directory.")
+    if out.is_dir() and any(out.iterdir()) and not (overwrite or resume):
+        raise ConfigError(
+            f"--out {out} is not empty. Pass --resume to continue that run, --overwrite to replace "
+            "it, or choose a new --out.")
+    if overwrite and out.is_dir() and any(out.iterdir()):
+        if not any((out / m).exists() for m in RUN_MARKERS):
+            raise ConfigError(
+                f"--out {out} is not empty and does not look like an instruct-tune run (no "
+                "config.yaml, metrics.jsonl, checkpoints/ or final/), so --overwrite will not delete "
+                "it. Choose a new --out.")
+        here = Path.cwd().resolve()
+        if out.resolve() in (here, *here.parents, Path.home().resolve()):
+            raise ConfigError(f"--overwrite would delete {out}, which holds the current or home "
+                              "directory. Choose a new --out.")
+    base = _nearest_existing(out)
+    try:
+        with tempfile.TemporaryFile(dir=base):
+            pass
+    except OSError as e:
+        raise ConfigError(f"Cannot write to {base} (for --out {out}): {e.strerror}. Choose a "
+                          "writable --out.") from None
+
+
+def checkpoint_bytes(trainable: int, total: int, lora: bool, weight_bytes: int = 4) -> int:
+    """Rough size of one checkpoint: saved weights plus AdamW's two fp32 moments per trainable param."""
+    weights = (trainable if lora else total) * weight_bytes
+    return weights + 2 * 4 * trainable
+
+
+def check_free_space(out: Path, ckpt_bytes: int, final_bytes: int, keep: int) -> str | None:
+    """Raise if even one checkpoint and the final model do not fit; return a warning if the last
+    `keep` checkpoints may not (older ones are deleted only after a new one is complete)."""
+    free = shutil.disk_usage(_nearest_existing(out)).free
+    need = ckpt_bytes + final_bytes
+    if free < need:
+        raise ConfigError(
+            f"Not enough free disk space in {_nearest_existing(out)}: {_gb(free)} free, but one "
+            f"checkpoint plus the final model need about {_gb(need)}. Free some space or choose "
+            "another --out.")
+    want = (keep + 1) * ckpt_bytes + final_bytes
+    if free < want:
+        return (f"only {_gb(free)} free; keeping {keep} checkpoints needs about {_gb(want)}. "
+                "Consider --keep-checkpoints 1.")
+    return None
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def create_output_dir(out: Path, *, overwrite: bool, resume: bool) -> None:
+    """Create --out; with --overwrite (and not --resume) remove what a previous run left there."""
+    if overwrite and not resume and out.is_dir():
+        for child in out.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def write_config(out: Path, cfg: TrainConfig) -> None:
+    """Save the resolved config (atomically: a crash never leaves half a YAML file)."""
+    tmp = out / ".config.yaml.tmp"
+    save_yaml(cfg, tmp)
+    os.replace(tmp, out / "config.yaml")
+
+
+class MetricsLog:
+    """Appends one JSON line per logged step to DIR/metrics.jsonl.
+
+    On resume, lines after the resumed step are dropped first: a run killed after its last
+    checkpoint logged steps that the resumed run will redo.
+    """
+
+    def __init__(self, path: Path, resume_step: int | None = None, enabled: bool = True):
+        self.path, self.enabled = path, enabled
+        if not enabled:
+            return
+        if resume_step is not None and path.exists():
+            kept = [ln for ln in path.read_text().splitlines()
+                    if ln.strip() and _step_of(ln) <= resume_step]
+            tmp = path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(ln + "\n" for ln in kept))
+            os.replace(tmp, path)
+        self._f = path.open("a")
+
+    def write(self, record: dict) -> None:
+        if self.enabled:
+            self._f.write(json.dumps(record) + "\n")
+            self._f.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self._f.close()
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return 1 << 62  # a torn last line from a killed run: drop it

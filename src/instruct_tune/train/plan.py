@@ -1,0 +1,101 @@
+"""Which examples each optimizer step trains on, on each process: the run's data schedule.
+
+The micro-batches of all epochs form one stream: epoch e is `pack.batches(seed, epoch=e)`, a pure
+function of the seed and the epoch, so a resumed run recomputes it and skips exactly what was
+trained (the data position is just the step). Optimizer step k takes micro-batches
+[k * grad_accum, (k + 1) * grad_accum) of the stream; a step may span an epoch boundary, so no
+row is ever dropped.
+
+Every micro-batch is a *global* batch of `batch_size * world` rows; process r trains rows
+r, r + world, ... of it. Every process knows the whole plan, so the trained-token count of a step
+(the loss denominator, summed over micro-batches and processes) needs no communication. A process
+left without rows (tiny last batch) runs one row with weight 0 so collective ops stay in step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from ..data.pack import IGNORE, Batch, batches, collate, pack
+
+
+def trained_count(labels: Sequence[int]) -> int:
+    """Targets of one example as `collate` counts them: its first token is never a target."""
+    return sum(1 for x in labels[1:] if x != IGNORE)
+
+
+class Plan:
+    def __init__(self, examples: Sequence, *, batch_size: int, grad_accum: int, world: int,
+                 packing: bool, max_length: int, seed: int, epochs: float,
+                 max_steps: int | None, pad_id: int, shuffle: bool = True):
+        self.examples, self.world, self.grad_accum = examples, world, grad_accum
+        self.packing, self.max_length, self.seed, self.pad_id = packing, max_length, seed, pad_id
+        self.global_batch = batch_size * world
+        self.shuffle = shuffle
+        self._epochs: dict[int, list[list[int]]] = {}
+        self.trained = [trained_count(e.labels) for e in examples]
+        self.lengths = [len(e.input_ids) for e in examples]
+        self.per_epoch = len(self.epoch(0))
+        self.total_micro = max(1, math.ceil(epochs * self.per_epoch))
+        steps = math.ceil(self.total_micro / grad_accum)
+        self.total_steps = min(steps, max_steps) if max_steps else steps
+
+    def epoch(self, e: int) -> list[list[int]]:
+        if e not in self._epochs:
+            if len(self._epochs) > 2:  # a step spans at most two epochs
+                self._epochs.pop(min(self._epochs))
+            self._epochs[e] = self._build_epoch(e)
+        return self._epochs[e]
+
+    def _build_epoch(self, e: int) -> list[list[int]]:
+        if not self.shuffle:  # eval: fixed order, length-grouped to waste little padding
+            order = sorted(range(len(self.lengths)), key=lambda i: -self.lengths[i])
+            return [order[k:k + self.global_batch] for k in range(0, len(order), self.global_batch)]
+        return batches(self.lengths, self.global_batch, packing=self.packing,
+                       max_length=self.max_length, seed=self.seed, epoch=e)
+
+    def position(self, step: int) -> tuple[int, int]:
+        """(epoch, batch index within it) where optimizer step `step` (0-based) starts."""
+        micro = min(step * self.grad_accum, self.total_micro)
+        return divmod(micro, self.per_epoch)
+
+    def epochs_done(self, steps: int) -> float:
+        return min(steps * self.grad_accum, self.total_micro) / self.per_epoch
+
+    def step_batches(self, step: int) -> list[list[int]]:
+        """The global micro-batches (example indices) of optimizer step `step` (0-based)."""
+        lo = step * self.grad_accum
+        hi = min(lo + self.grad_accum, self.total_micro)
+        return [self.epoch(m // self.per_epoch)[m % self.per_epoch] for m in range(lo, hi)]
+
+    def tokens(self, micro: list[list[int]]) -> tuple[int, int]:
+        """(trained targets, real tokens) of these global micro-batches, over all processes."""
+        return (sum(self.trained[i] for b in micro for i in b),
+                sum(self.lengths[i] for b in micro for i in b))
+
+    def local_batch(self, indices: list[int], rank: int) -> tuple[Batch, float]:
+        """This process's share of a global micro-batch, collated, and its loss weight."""
+        if self.packing:  # split whole packed rows (the same best-fit bins `batches` made)
+            rows = pack([self.lengths[i] for i in indices], self.max_length)
+            mine = [indices[j] for row in rows[rank::self.world] for j in row]
+        else:
+            mine = indices[rank::self.world]
+        weight = 1.0
+        if not mine:
+            mine, weight = indices[:1], 0.0
+        rows = [self.examples[i] for i in mine]
+        return collate(rows, self.pad_id, packed=self.packing, max_length=self.max_length), weight
+
+    def padding_share(self) -> float:
+        """Share of the trained slots that are padding, for epoch 0 (shown in the header)."""
+        real = slots = 0
+        for b in self.epoch(0):
+            lengths = [self.lengths[i] for i in b]
+            real += sum(lengths)
+            if self.packing:  # collate pads each packed row to the batch's longest row
+                rows = pack(lengths, self.max_length)
+                slots += len(rows) * max(sum(lengths[j] for j in row) for row in rows)
+            else:
+                slots += len(lengths) * max(lengths)
+        return 1.0 - real / slots if slots else 0.0

@@ -1,0 +1,107 @@
+"""Everything the loop needs that comes from files: tokenizer, template, examples (train and eval),
+and the model (resized when the template needs tokens the tokenizer lacks, LoRA-wrapped)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from ..config import TrainConfig
+from ..data.load import format_summary, load_records_report
+from ..data.records import Record
+from ..data.templates import FormatTemplate, Template, get_template
+from ..data.tokenize import Example, build_examples, stop_token_ids
+from ..data.validate import summarize_problems
+from ..errors import DataError
+from .model import load_model, load_tokenizer
+
+
+@dataclass
+class Data:
+    tokenizer: object
+    template: Template
+    train: list[Example]
+    eval: list[Example]
+    eval_records: list[Record]
+    stop_ids: list[int]
+    added_tokens: list[str] = field(default_factory=list)
+    report: list[str] = field(default_factory=list)  # header lines: rows kept/dropped and why
+
+
+def _missing_tokens(tokenizer, template: Template) -> list[str]:
+    """Marker tokens a built-in/custom format template needs as single tokens but the tokenizer
+    lacks (e.g. chatml on a Llama-2 base). Jinja templates come with their tokenizer's tokens."""
+    if not isinstance(template, FormatTemplate):
+        return []
+    wanted = (["<|im_start|>", "<|im_end|>"] if template.name == "chatml" else []) + (
+        [template.stop] if template.stop else [])
+    vocab = tokenizer.get_vocab()
+    return [t for t in dict.fromkeys(wanted)
+            if t not in vocab or len(tokenizer(t, add_special_tokens=False)["input_ids"]) != 1]
+
+
+def _tokenize(records, tok, template, cfg: TrainConfig, what: str, report: list[str]) -> list[Example]:
+    result = build_examples(records, tok, template, max_length=cfg.max_length,
+                            truncation=cfg.truncation, cache_dir=cfg.cache_dir)
+    if result.dropped:
+        reasons = ", ".join(f"{r} ({n})" for r, n in summarize_problems(result.dropped)[:3])
+        report.append(f"{what}: dropped {len(result.dropped):,} rows at tokenization ({reasons}; "
+                      f"first: {result.dropped[0]})")
+    if not result.examples:
+        raise DataError(result.dropped or [], hint=f"No {what} rows left after tokenization: raise "
+                        "--max-length or use --truncation left.")
+    return list(result.examples)
+
+
+def load_data(cfg: TrainConfig, say: Callable[[str], None]) -> Data:
+    tok = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    template = get_template(cfg.template, tok)
+    added = _missing_tokens(tok, template)
+    if added:
+        tok.add_tokens(added, special_tokens=True)
+    report: list[str] = []
+    loaded = load_records_report(cfg.data, format=cfg.format, columns=cfg.columns,
+                                 skip_invalid=cfg.skip_invalid)
+    report.append(format_summary(loaded))
+    records, eval_records = list(loaded.records), []
+    if cfg.eval_data:
+        held = load_records_report(cfg.eval_data, format=cfg.format, columns=cfg.columns,
+                                   skip_invalid=cfg.skip_invalid)
+        report.append("eval: " + format_summary(held))
+        eval_records = list(held.records)
+    elif cfg.eval_split > 0:
+        if len(records) < 2:
+            raise DataError([], hint="--eval-split needs at least 2 rows.")
+        n_eval = min(len(records) - 1, max(1, round(cfg.eval_split * len(records))))
+        chosen = set(random.Random(cfg.seed).sample(range(len(records)), n_eval))
+        eval_records = [r for i, r in enumerate(records) if i in chosen]
+        records = [r for i, r in enumerate(records) if i not in chosen]
+        report.append(f"eval: held out {n_eval:,} of the rows (--eval-split {cfg.eval_split})")
+    train = _tokenize(records, tok, template, cfg, "train", report)
+    evals = _tokenize(eval_records, tok, template, cfg, "eval", report) if eval_records else []
+    report.append(f"examples: {len(train):,} train, {len(evals):,} eval; "
+                  f"{sum(len(e.input_ids) for e in train):,} train tokens")
+    return Data(tok, template, train, evals, eval_records, stop_token_ids(tok, template),
+                added, report)
+
+
+def load_model_for_training(cfg: TrainConfig, tokenizer) -> tuple[torch.nn.Module, list[int]]:
+    """The base model in fp32 (master weights; bf16 runs use autocast), embeddings grown to the
+    tokenizer when it has more tokens, LoRA-wrapped with --lora. Returns (model, new token ids)."""
+    model = load_model(cfg.model, dtype=torch.float32, trust_remote_code=cfg.trust_remote_code,
+                       allow_pickle=cfg.allow_pickle)
+    rows = model.get_input_embeddings().weight.shape[0]
+    new_ids = list(range(rows, len(tokenizer)))
+    if new_ids:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if cfg.lora:
+        from .lora import apply_lora
+
+        model = apply_lora(model, cfg, new_ids)
+    return model, new_ids

@@ -1,0 +1,247 @@
+"""`instruct-tune train`: check everything that can fail cheaply, prepare data and model, run the
+loop (loop.py), save final/ and, with --eval-data, evaluate it.
+
+    train(cfg) -> Path     the Python API; returns DIR/final
+    run(cfg) -> int        the CLI entry (exit 130 after Ctrl-C, with how to resume)
+
+Distributed: the same command runs under `torchrun --nproc-per-node N -m instruct_tune.cli train`
+or `accelerate launch -m instruct_tune.cli train ...`; FSDP and DeepSpeed come from the accelerate
+config (`accelerate config`), not from flags here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import math
+import re
+from pathlib import Path
+
+import torch
+
+from ..config import TrainConfig
+from ..errors import ConfigError, InstructTuneError
+from .checkpoint import latest_checkpoint, load_checkpoint, only_trainable
+from .loop import Run, TrainingInterrupted, TrainState, train_loop
+from .outdir import (
+    MetricsLog,
+    check_free_space,
+    check_output_dir,
+    checkpoint_bytes,
+    create_output_dir,
+    write_config,
+)
+from .plan import Plan
+from .prepare import load_data, load_model_for_training
+from .progress import TrainProgress, console
+
+# Options that may change between a run and its --resume; anything else must match config.yaml.
+RESUMABLE_CHANGES = {"resume", "overwrite", "quiet", "log_every", "save_every", "keep_checkpoints",
+                     "eval_every", "max_time", "max_steps", "epochs", "cache_dir"}
+
+
+def run(cfg: TrainConfig) -> int:
+    try:
+        train(cfg)
+    except TrainingInterrupted as e:
+        console.print(f"[yellow]{e}[/]")
+        return 130
+    return 0
+
+
+def parse_duration(text: str) -> float:
+    """'300s', '20m', '2h', '1h30m', '1.5h' or plain seconds -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    s = re.sub(r"\s+", "", str(text).lower())
+    if re.fullmatch(r"\d+(\.\d+)?", s):
+        seconds = float(s)
+    elif re.fullmatch(r"(\d+(\.\d+)?[smhd])+", s):
+        seconds = sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)([smhd])", s))
+    else:
+        raise ConfigError(f"--max-time {text!r}: use a duration like 300s, 20m, 2h or 1h30m.")
+    if seconds <= 0:
+        raise ConfigError(f"--max-time {text!r} must be more than 0.")
+    return seconds
+
+
+def resolve(cfg: TrainConfig) -> TrainConfig:
+    """Check the options against each other and fill defaults that depend on others (lr)."""
+    for name in ("model", "data", "out"):
+        if not getattr(cfg, name):
+            raise ConfigError(f"train needs --{name}.")
+    conflicts = [(cfg.resume and cfg.overwrite, "--resume continues a run, --overwrite deletes it"),
+                 (cfg.eval_data and cfg.eval_split > 0, "--eval-data and --eval-split both "
+                  "choose the eval set")]
+    for bad, why in conflicts:
+        if bad:
+            raise ConfigError(f"Conflicting options: {why}; pass only one.")
+    checks = [(cfg.batch_size >= 1, "--batch-size must be >= 1"),
+              (cfg.grad_accum >= 1, "--grad-accum must be >= 1"),
+              (cfg.epochs > 0, "--epochs must be > 0"),
+              (cfg.max_steps is None or cfg.max_steps >= 1, "--max-steps must be >= 1"),
+              (0 <= cfg.eval_split < 1, "--eval-split must be in [0, 1), e.g. 0.05"),
+              (0 <= cfg.warmup_ratio < 1, "--warmup-ratio must be in [0, 1)"),
+              (cfg.lr is None or cfg.lr > 0, "--lr must be > 0"),
+              (cfg.keep_checkpoints >= 1, "--keep-checkpoints must be >= 1"),
+              (cfg.max_grad_norm >= 0, "--max-grad-norm must be >= 0 (0: no clipping)"),
+              (cfg.max_length >= 2, "--max-length must be >= 2"),
+              (not cfg.lora or (cfg.lora_r >= 1 and 0 <= cfg.lora_dropout < 1),
+               "--lora-r must be >= 1 and --lora-dropout in [0, 1)")]
+    for ok, why in checks:
+        if not ok:
+            raise ConfigError(why)
+    if cfg.max_time is not None:
+        parse_duration(cfg.max_time)
+    if cfg.precision == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        raise ConfigError("--precision bf16: this GPU does not support bf16; use --precision fp32.")
+    lr = cfg.lr if cfg.lr is not None else (2e-4 if cfg.lora else 2e-5)
+    # Local paths become absolute so `--config DIR/config.yaml` works from any directory.
+    paths = {k: str(Path(v).resolve()) for k in ("model", "data", "eval_data", "template")
+             if (v := getattr(cfg, k)) and Path(v).exists()}
+    return dataclasses.replace(cfg, lr=lr, out=str(Path(cfg.out).resolve()), **paths)
+
+
+def _check_resume(out: Path, cfg: TrainConfig) -> Path:
+    ckpt = latest_checkpoint(out)
+    if ckpt is None:
+        raise ConfigError(f"--resume: no complete checkpoint in {out / 'checkpoints'} (the run "
+                          "stopped before its first one). Start over with --overwrite.")
+    saved_path = out / "config.yaml"
+    if saved_path.is_file():
+        import yaml
+
+        saved = yaml.safe_load(saved_path.read_text()) or {}
+        now = dataclasses.asdict(cfg)
+        diff = [f"--{k.replace('_', '-')}: {saved[k]!r} -> {now[k]!r}" for k in saved
+                if k in now and k not in RESUMABLE_CHANGES and saved[k] != now[k]]
+        if diff:
+            raise ConfigError(f"--resume with options that differ from {saved_path}:\n  " +
+                              "\n  ".join(diff) + "\nResume with the original options "
+                              f"(--config {saved_path} --resume), or start a new --out.")
+    return ckpt
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Fine-tune `cfg.model` on `cfg.data` and return the path of DIR/final."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
+
+    cfg = resolve(cfg)
+    out = Path(cfg.out)
+    check_output_dir(out, overwrite=cfg.overwrite, resume=cfg.resume)
+    ckpt = _check_resume(out, cfg) if cfg.resume else None
+    acc = Accelerator(mixed_precision="bf16" if cfg.precision == "bf16" else "no",
+                      step_scheduler_with_optimizer=False)
+    main = acc.is_main_process
+    say = console.print if main else (lambda *a, **k: None)
+    set_seed(cfg.seed)
+
+    data = load_data(cfg, say)
+    model, new_ids = load_model_for_training(cfg, data.tokenizer)
+    plan = Plan(data.train, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
+                world=acc.num_processes, packing=cfg.packing, max_length=cfg.max_length,
+                seed=cfg.seed, epochs=cfg.epochs, max_steps=cfg.max_steps,
+                pad_id=data.tokenizer.pad_token_id)
+    eval_plan = None if not data.eval else Plan(
+        data.eval, batch_size=cfg.batch_size, grad_accum=1, world=acc.num_processes,
+        packing=False, max_length=cfg.max_length, seed=cfg.seed, epochs=1, max_steps=None,
+        pad_id=data.tokenizer.pad_token_id, shuffle=False)
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    n_train, n_all = sum(p.numel() for p in trainable), sum(p.numel() for p in model.parameters())
+    warn = check_free_space(out, checkpoint_bytes(n_train, n_all, cfg.lora),
+                            n_train * 4 if cfg.lora else n_all * 4, cfg.keep_checkpoints)
+    groups = [{"params": [p for p in trainable if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr,
+                                  fused=torch.cuda.is_available() or None)
+    warmup = math.ceil(cfg.warmup_ratio * plan.total_steps)
+    scheduler = (get_cosine_schedule_with_warmup(optimizer, warmup, plan.total_steps)
+                 if cfg.schedule == "cosine" else get_constant_schedule_with_warmup(optimizer, warmup))
+    model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    if cfg.lora:
+        acc.register_save_state_pre_hook(only_trainable(names))
+
+    state = TrainState(extra={"examples": len(data.train), "tokens": sum(plan.lengths)})
+    if ckpt is not None:
+        saved = load_checkpoint(acc, ckpt, trainable=names if cfg.lora else None)
+        if saved.get("extra", {}) != state.extra:
+            raise ConfigError(f"--resume: the training data changed since {ckpt} was written "
+                              f"({saved.get('extra')} vs now {state.extra}). Resume with the "
+                              "same data, or start a new --out.")
+        state = TrainState(**{k: saved[k] for k in dataclasses.asdict(state)})
+        say(f"Resuming from {ckpt} (step {state.step}/{plan.total_steps}).")
+    if main:
+        create_output_dir(out, overwrite=cfg.overwrite, resume=cfg.resume)
+        if ckpt is None:
+            write_config(out, cfg)
+    acc.wait_for_everyone()
+
+    say(_header(cfg, acc, data, plan, n_train, n_all, warmup))
+    if warn:
+        say(f"[yellow]warning:[/] {warn}")
+    progress = TrainProgress(plan.total_steps, state.step, enabled=main, quiet=cfg.quiet)
+    metrics = MetricsLog(out / "metrics.jsonl", state.step if ckpt else None, enabled=main)
+    r = Run(cfg, out, acc, model, optimizer, scheduler, plan, eval_plan, state, metrics, progress,
+            parse_duration(cfg.max_time) if cfg.max_time else None)
+    try:
+        reason = train_loop(r)
+    finally:
+        progress.close()
+        metrics.close()
+
+    from .final import save_final
+
+    acc.unwrap_model(model).config.use_cache = True  # off for gradient checkpointing only
+    final = save_final(acc, model, data.tokenizer, data.template, data.stop_ids, out,
+                       lora=cfg.lora, base=cfg.model, resized=bool(new_ids))
+    why = {"time": f"--max-time {cfg.max_time} reached", "done": "done"}[reason]
+    say(f"Trained {state.step} steps ({why}); model saved to {final}"
+        + (f"; skipped {state.skipped_steps} non-finite steps" if state.skipped_steps else ""))
+    if cfg.eval_data and main:
+        del model, optimizer, r
+        gc.collect()
+        _generation_eval(cfg, final, data.eval_records, out, say)
+    acc.end_training()
+    return final
+
+
+def _header(cfg, acc, data, plan: Plan, n_train: int, n_all: int, warmup: int) -> str:
+    kind = f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha}" if cfg.lora else "full fine-tuning"
+    lines = [f"[bold]instruct-tune train[/]: {cfg.model} ({kind}, {cfg.precision}, "
+             f"{acc.num_processes} process(es) on {acc.device.type})", *data.report,
+             f"batches: {cfg.batch_size} x {cfg.grad_accum} accum x {acc.num_processes} proc = "
+             f"{plan.global_batch * cfg.grad_accum} rows/step{' (packed)' if cfg.packing else ''}; "
+             f"{plan.total_steps} steps ({plan.epochs_done(plan.total_steps):.2f} epochs); "
+             f"padding {plan.padding_share():.1%}",
+             f"params: {n_train:,} trainable of {n_all:,} ({n_train / max(n_all, 1):.2%}); lr "
+             f"{cfg.lr:g} {cfg.schedule}, warmup {warmup} steps",
+             f"out: {cfg.out} (checkpoint every {cfg.save_every or 'end'} steps, keep "
+             f"{cfg.keep_checkpoints})"]
+    if data.added_tokens:
+        lines.append(f"added tokens {data.added_tokens} for template '{data.template.name}' "
+                     "(embeddings resized; their rows are trained)")
+    return "\n".join(lines)
+
+
+def _generation_eval(cfg: TrainConfig, final: Path, records, out: Path, say) -> None:
+    """Before/after generation eval on --eval-data; a failure here never loses the trained model."""
+    from ..evaluate.compare import evaluate
+    from ..evaluate.report import print_report
+
+    say("Evaluating generations on --eval-data (tuned vs base) ...")
+    try:
+        report = evaluate(final, records, compare=cfg.model, trust_remote_code=cfg.trust_remote_code,
+                          allow_pickle=cfg.allow_pickle, skip_invalid=True, progress=not cfg.quiet)
+    except (InstructTuneError, RuntimeError, ValueError, OSError) as e:
+        say(f"[yellow]warning:[/] generation eval failed ({e}). The model is saved; rerun it with: "
+            f"instruct-tune eval --model {final} --data {cfg.eval_data} --compare {cfg.model}")
+        return
+    path = out / "eval.json"
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print_report(report)
+    say(f"eval report written to {path}")
+
