@@ -1,10 +1,11 @@
 """Batched eval generation vs one-at-a-time `model.generate`, on the same model and prompts.
 
-    python bench/generate.py [--n 64] [--max-new-tokens 48] [--batch-size 16] [--threads 1]
+    python bench/generate.py [--n 64] [--max-new-tokens 48] [--batch-size 16] [--threads 1] [--repeat 2]
 
-The model is a tiny-but-not-trivial Llama (hidden 256, 4 layers) briefly tuned in-process on
-synthetic alpaca rows whose replies have 1-24 words and end in EOS, so that, as with a real tuned
-model, outputs stop at different lengths (a random model never stops, which flatters batching).
+The model is a tiny-but-not-trivial Llama (hidden 256, 4 layers, 3.2M parameters), randomly
+initialised with its EOS output row scaled up so that greedy outputs stop at different lengths
+(0 to the limit; about half stop), as a tuned model's do. A plain random model never stops, which
+would flatter batching: every row would run to the limit on both sides.
 Both sides use greedy decoding, the same stop ids and the same prompt ids; the baseline is what a
 user writes by hand: one `model.generate(ids, max_new_tokens=..., eos_token_id=stop_ids)` per row.
 Prints each time and a ratio line, plus how many outputs agree token for token.
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,13 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from instruct_tune.data.records import Record  # noqa: E402
 from instruct_tune.data.templates import get_template  # noqa: E402
-from instruct_tune.data.tokenize import build_examples  # noqa: E402
 from instruct_tune.evaluate.generate import Generator  # noqa: E402
 from tests import tiny  # noqa: E402
 
 
 def rows(n: int, seed: int) -> list[Record]:
-    """'repeat the first k words' tasks: prompts of 4-40 words, replies of 1-24 words."""
+    """'repeat the first k words' tasks with prompts of 4-40 words."""
     rng = random.Random(seed)
     out = []
     for _ in range(n):
@@ -43,32 +42,14 @@ def rows(n: int, seed: int) -> list[Record]:
     return out
 
 
-def tune(model, tokenizer, template, steps: int, seed: int) -> None:
-    """A few hundred plain AdamW steps: enough for the model to learn to stop, at varied lengths."""
-    examples = build_examples(rows(512, seed), tokenizer, template, cache_dir="none").examples
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    rng = random.Random(seed)
-    model.train()
-    for _ in range(steps):
-        batch = rng.sample(examples, 16)
-        width = max(len(e.input_ids) for e in batch)
-        ids = torch.tensor([e.input_ids + [0] * (width - len(e)) for e in batch])
-        labels = torch.tensor([e.labels + [-100] * (width - len(e)) for e in batch])
-        mask = torch.tensor([[1] * len(e) + [0] * (width - len(e)) for e in batch])
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    model.eval()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--train-steps", type=int, default=150)
+    ap.add_argument("--eos-scale", type=float, default=3.0)
+    ap.add_argument("--repeat", type=int, default=2, help="best of N timings for each side")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -80,31 +61,36 @@ def main() -> None:
                       pad_token_id=tok.pad_token_id)
     model = LlamaForCausalLM(cfg).float()
     template = get_template("alpaca")
-    t0 = time.perf_counter()
-    tune(model, tok, template, args.train_steps, seed=1)
-    print(f"tuned {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M-parameter llama for "
-          f"{args.train_steps} steps in {time.perf_counter() - t0:.1f}s")
+    # Scaling EOS's output row makes greedy decoding stop after a prompt-dependent number of
+    # tokens (about half the rows within the limit), like a partly tuned model.
+    model.lm_head.weight.data[tok.eos_token_id] *= args.eos_scale
 
     gen = Generator(model, tok, template, name="bench-llama", device="cpu")
     prompts = gen.encode_many([r.prompt_messages() for r in rows(args.n, seed=2)])
     gen.generate(prompts[:2], max_new_tokens=4)  # warm-up, for both sides
 
-    t0 = time.perf_counter()
-    ours = gen.generate(prompts, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
-    t_ours = time.perf_counter() - t0
+    def one_at_a_time() -> list[list[int]]:
+        base = []
+        with torch.inference_mode():
+            for p in prompts:
+                ids = torch.tensor([p])
+                out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                     max_new_tokens=args.max_new_tokens, eos_token_id=gen.stop_ids,
+                                     pad_token_id=gen.pad_id)
+                new = out[0, len(p):].tolist()
+                stop = next((i for i, t in enumerate(new) if t in gen.stop_ids), len(new))
+                base.append(new[:stop])
+        return base
 
-    t0 = time.perf_counter()
-    base = []
-    with torch.inference_mode():
-        for p in prompts:
-            ids = torch.tensor([p])
-            out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                 max_new_tokens=args.max_new_tokens, eos_token_id=gen.stop_ids,
-                                 pad_token_id=gen.pad_id)
-            new = out[0, len(p):].tolist()
-            stop = next((i for i, t in enumerate(new) if t in gen.stop_ids), len(new))
-            base.append(new[:stop])
-    t_base = time.perf_counter() - t0
+    # Alternate the two and keep each one's best time: the machine is shared, so noise is one-sided.
+    t_ours = t_base = float("inf")
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        ours = gen.generate(prompts, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+        t_ours = min(t_ours, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        base = one_at_a_time()
+        t_base = min(t_base, time.perf_counter() - t0)
 
     same = sum(o.token_ids == b for o, b in zip(ours, base, strict=True))
     lengths = sorted(len(b) for b in base)
@@ -120,5 +106,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    with tempfile.TemporaryDirectory():
-        main()
+    main()

@@ -14,6 +14,7 @@ _API = {
     "Message": "instruct_tune.data.records",
     "Source": "instruct_tune.data.records",
     "load_records": "instruct_tune.data.load",
+    "load_records_report": "instruct_tune.data.load",
     "get_template": "instruct_tune.data.templates",
     "Template": "instruct_tune.data.templates",
     "build_example": "instruct_tune.data.tokenize",

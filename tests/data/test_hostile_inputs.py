@@ -99,6 +99,8 @@ CASES = [
          check=lambda r: [out(r, 0), out(r, 1)] == ["y", "b"] and r.records[1].source.line == 3),
     Case("crlf-json", "d.json", "[\r\n" + OK.strip() + ",\r\n" + OK.strip() + "\r\n]", n=2,
          check=lambda r: [x.source.line for x in r.records] == [2, 3]),
+    Case("cr-only-line-endings", "d.jsonl", OK.replace("\n", "\r") * 3, n=3,
+         check=lambda r: [x.source.line for x in r.records] == [1, 2, 3]),
     Case("utf16-with-bom", "d.jsonl", "\ufeff".encode("utf-16-le") + (OK * 2).encode("utf-16-le"),
          n=2),
     Case("utf16-without-bom", "d.jsonl", (OK * 50).encode("utf-16-le"),
@@ -199,6 +201,8 @@ CASES = [
     # --- paths
     Case("nonexistent-file", "missing.jsonl", None, words=("no such file",)),
     Case("nonexistent-typo", "dat.jsonl", None, words=("did you mean", "data.jsonl")),
+    Case("path-too-long", "x" * 5000 + ".jsonl", None, words=("cannot open",)),
+    Case("path-with-nul-char", "a\x00b.jsonl", None, words=("no such file",)),
     Case("not-a-regular-file", "/dev/null", None, words=("not a regular file",)),
     Case("dir-without-data", "dir", tree({"notes.md": b"# hi", "model.bin": b"x"}),
          words=("no data files", "notes.md")),

@@ -123,8 +123,13 @@ def snippet(text: str, width: int = 100) -> str:
 def examples_of(records, indices, field_: str = "instruction", pair_of: dict | None = None
                 ) -> list[Example]:
     """Up to MAX_EXAMPLES examples for the given record indices (optionally paired rows)."""
-    out = []
-    for i in list(indices)[:MAX_EXAMPLES]:
+    out, shown = [], set()
+    for i in indices:
+        if len(out) == MAX_EXAMPLES:
+            break
+        if pair_of and pair_of.get(i) in shown and pair_of.get(pair_of[i]) == i:
+            continue  # the pair (j, i) is already shown as (i, j)
+        shown.add(i)
         r = records[i]
         ex = Example(r.source, snippet(getattr(r, field_)))
         if pair_of and i in pair_of:

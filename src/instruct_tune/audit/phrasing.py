@@ -97,10 +97,12 @@ def _near_duplicates(d: AuditData, distinct: list[list[int]]) -> Finding:
         partner.setdefault(distinct[j][0], distinct[i][0])
         partner.setdefault(distinct[i][0], distinct[j][0])
     share = len(involved) / max(len(distinct), 1)
+    message = (f"{len(involved):,} distinct instructions ({pct(share)}) have a near-duplicate "
+               f"(Jaccard >= {NEAR_JACCARD} over word bigrams), in {len(comps):,} group(s)."
+               if involved else f"No near-duplicate instructions (Jaccard >= {NEAR_JACCARD} over "
+               "word bigrams, checked exactly on MinHash LSH candidates).")
     return Finding(
-        "near_duplicate_instructions", "warning" if share >= SIMILAR_WARN else "info",
-        f"{len(involved):,} distinct instructions ({pct(share)}) have a near-duplicate "
-        f"(Jaccard >= {NEAR_JACCARD} over word bigrams), in {len(comps):,} group(s).",
+        "near_duplicate_instructions", "warning" if share >= SIMILAR_WARN else "info", message,
         len(involved), max(len(distinct), 1),
         "Near-duplicates add rows without adding phrasings. Keep one per group or rewrite them.",
         examples=examples_of(d.records, [distinct[c[0]][0] for c in comps], pair_of=partner),

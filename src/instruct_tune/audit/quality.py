@@ -30,10 +30,17 @@ REFUSAL_START = re.compile(
     r"^(?:i(?:'m| am) sorry|sorry|i apologi[sz]e|unfortunately)?[,.!]?\s*(?:but\s+)?i(?: cannot|"
     r" can't|'m unable to| am unable to|'m not able to| am not able to| won't| will not)\s+"
     r"(?:help|assist|provide|fulfil|fulfill|comply|answer|do that|generate|create|write)", re.I)
-LONG_FORM = {"write", "compose", "explain", "describe", "draft", "elaborate", "discuss", "outline"}
+LONG_FORM_VERBS = {"explain", "describe", "elaborate", "discuss"}
+LONG_FORM_OBJECTS = {"essay", "story", "poem", "letter", "email", "article", "paragraph",
+                     "summary", "description", "explanation", "report", "review", "blog", "speech",
+                     "script", "post", "guide", "proposal", "song", "dialogue", "conversation"}
 NEAR_COPY = 0.9
-_END_OK = set(".!?。！？…\"'”’)]}>`*|~")
-_LIST_OR_CODE = re.compile(r"^\s*(?:[-*+•]|\d+[.)]|[a-z][.)]\s)|[;{}=<>]|^\s{2,}|\t", re.I)
+_LIST_OR_CODE = re.compile(r"^\s*(?:[-*+•\u2015\u2014\[#>|]|\d+[.)]|[a-z][.)]\s)|\||^\s{2,}|\t",
+                           re.I)
+_CODE = re.compile(r"[;{}]\s*$|^\s*(?:def |class |import |return |for .* in |#include)", re.M)
+_DANGLING = {"and", "or", "but", "the", "a", "an", "to", "of", "with", "for", "in", "on", "at",
+             "from", "by", "that", "which", "is", "are", "was", "were", "be", "will", "can", "as",
+             "because", "if", "than", "their", "its", "your", "our", "my"}
 _HAS_SENTENCE = re.compile(r"[.!?](?:\s|$)")
 
 
@@ -41,21 +48,27 @@ def _markers(extra: list[str]) -> re.Pattern:
     return re.compile("|".join(MARKERS + [re.escape(t) for t in extra]), re.I)
 
 
-def looks_cut_off(text: str) -> bool:
-    """Prose that stops mid-sentence, or an unclosed code block. Lists and code lines that end
-    without punctuation are normal and not flagged."""
+def cut_off(text: str) -> str:
+    """"strong" if the text stops mid-sentence for sure (dangling "and"/"the", a trailing comma in
+    a long line, an unclosed code block), "weak" if prose merely ends without final punctuation
+    (often just informal writing), "" otherwise. Lists, tables, code and sign-offs ("Best,") are
+    allowed to end without punctuation."""
     t = text.rstrip()
     if len(t.split()) < 8:
-        return False
+        return ""
     if t.count("```") % 2:
-        return True
-    if t[-1] in ",:;-(" or t.endswith(("...", " and", " or", " the", " a", " to", " of")):
-        return not t.endswith("...") or not _HAS_SENTENCE.search(t[:-3])
+        return "strong"
     last = t.splitlines()[-1]
-    if t[-1] in _END_OK or t[-1].isdigit() or _LIST_OR_CODE.search(last):
-        return False
-    # Ends in a word: flag only prose that elsewhere ends its sentences.
-    return bool(_HAS_SENTENCE.search(t)) and len(last.split()) >= 3
+    if _LIST_OR_CODE.search(last) or _CODE.search(t):
+        return ""
+    words_last = last.split()
+    if t[-1] in ",:-(\u2014" and len(words_last) >= 8:
+        return "strong"
+    if t[-1].isalpha() and words_last[-1].lower() in _DANGLING and len(words_last) >= 5:
+        return "strong"
+    if t[-1].isalnum() and len(words_last) >= 3 and _HAS_SENTENCE.search(t):
+        return "weak"
+    return ""
 
 
 def _finding(d: AuditData, code, severity, rows, message, advice, field_="output",
@@ -71,7 +84,7 @@ def quality_lever(d: AuditData, special_tokens: list[str] | None = None) -> Leve
     recs, ins, inp, out = d.records, d.instructions, d.inputs, d.outputs
     marker = _markers([t for t in special_tokens or [] if len(t) > 1])
     empty, placeholder, short, echo, copy_in, near = [], [], [], [], [], []
-    refusal, cut, mark_out, mark_prompt = [], [], [], []
+    refusal, cut, unterminated, mark_out, mark_prompt = [], [], [], [], []
     for i, r in enumerate(recs):
         o = out[i]
         if not o:
@@ -80,7 +93,8 @@ def quality_lever(d: AuditData, special_tokens: list[str] | None = None) -> Leve
         if o in PLACEHOLDERS or inp[i] in PLACEHOLDERS:
             placeholder.append(i)
         nw = len(o.split())
-        if nw <= 2 and d.tasks[i][0] in LONG_FORM:
+        verb, obj = d.tasks[i]
+        if nw <= 2 and (verb in LONG_FORM_VERBS or obj in LONG_FORM_OBJECTS):
             short.append(i)
         if o == ins[i]:
             echo.append(i)
@@ -91,8 +105,9 @@ def quality_lever(d: AuditData, special_tokens: list[str] | None = None) -> Leve
             near.append(i)
         if AI_BOILERPLATE.search(r.output) or REFUSAL_START.search(r.output[:200]):
             refusal.append(i)
-        if looks_cut_off(r.output):
-            cut.append(i)
+        kind = cut_off(r.output)
+        if kind:
+            (cut if kind == "strong" else unterminated).append(i)
         if marker.search(r.output):
             mark_out.append(i)
         if marker.search(r.instruction) or marker.search(r.input):
@@ -123,11 +138,16 @@ def quality_lever(d: AuditData, special_tokens: list[str] | None = None) -> Leve
                  "The model will learn to refuse or disclaim in the same way. Keep only refusals "
                  "you want it to make."),
         _finding(d, "cut_off_output", "warning", cut,
-                 "{n} output(s) ({share}) seem cut off mid-sentence or leave a code block open.",
-                 "Often generation that hit a token limit; the model learns to stop mid-thought. "
-                 "A heuristic: check the examples."),
+                 "{n} output(s) ({share}) stop mid-sentence (a dangling 'and'/'the', a trailing "
+                 "comma) or leave a code block open.",
+                 "Often generation that hit a token limit; the model learns to stop mid-thought."),
+        _finding(d, "unterminated_output", "info", unterminated,
+                 "{n} prose output(s) end without final punctuation.",
+                 "Could be cut off at a word boundary, or just informal writing: look at the "
+                 "examples. Many at similar lengths would point to a generation limit."),
         _finding(d, "short_long_form_output", "warning", short,
-                 "{n} output(s) have at most 2 words for a write/explain/describe instruction.",
+                 "{n} output(s) have at most 2 words for an explain/describe or write-an-essay/story/... "
+                 "instruction.",
                  "A long-form request answered in a word or two is usually a truncated or "
                  "misplaced answer."),
         _finding(d, "near_copy_of_prompt", "info", near,

@@ -103,7 +103,8 @@ def _load(source: str, fmt: str, mapping: dict[str, str], skip_invalid: bool) ->
         bad.extend(problems for _, problems in sorted(file_bad, key=lambda x: x[0]))
     all_problems = [p for row in bad for p in row]
     if bad and not records:
-        raise DataError(all_problems, hint=f"No valid rows: all {len(bad)} rows have problems.")
+        rows = "the only row has" if len(bad) == 1 else f"all {len(bad):,} rows have"
+        raise DataError(all_problems, hint=f"No valid rows: {rows} problems; nothing to load.")
     if bad and not skip_invalid:
         raise DataError(all_problems)
     fmt_name = formats.pop() if len(formats) == 1 else "mixed"
@@ -126,12 +127,15 @@ def format_summary(result: LoadResult, max_reasons: int = 5) -> str:
 def _open(source: str, notes: list[str]) -> list[tuple[str, Iterator[Row]]]:
     """Resolve a source into (display name, row iterator) per data file."""
     path = Path(source).expanduser()
-    if path.is_file():
-        return [(source, read_file(path, source))]
-    if path.is_dir():
-        return _open_dir(path, source, notes)
-    if path.exists():
-        fail(source, "is not a regular file or directory", "point at a data file")
+    try:
+        if path.is_file():
+            return [(source, read_file(path, source))]
+        if path.is_dir():
+            return _open_dir(path, source, notes)
+        if path.exists():
+            fail(source, "is not a regular file or directory", "point at a data file")
+    except OSError as e:  # e.g. a name too long, or a directory we may not list
+        fail(source, f"cannot open ({e.strerror})", "check the path and its permissions")
     # Hub names look like "owner/name"; anything path-like that is missing is a typo, not a name.
     if path.suffix.lower() in SUFFIXES or source.startswith((".", "/", "~")) \
             or source.count("/") > 1:

@@ -10,8 +10,9 @@ Choices for hostile input (each is tested in tests/data/test_hostile_inputs.py):
   characters would become training targets the model learns to emit, and guessing latin-1 can
   be wrong. The fix (iconv) is one command; --skip-invalid drops just those rows.
 - Binary files, compressed files and unknown extensions fail up front with what to do.
-- JSON Lines are streamed line by line (memory ~ the longest line, never the file); a 100 MB
-  line is parsed or rejected without a hang; RecursionError from deep nesting never escapes.
+- JSON Lines are streamed line by line (peak memory ~3x the longest line, not the whole file);
+  a 100 MB line is parsed or rejected without a hang; RecursionError from deep nesting never
+  escapes. JSON arrays, CSV and Parquet are read whole (they cannot be split safely by lines).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv
             ".parquet": "parquet"}
 BOM = b"\xef\xbb\xbf"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
-MAGIC = {b"\x1f\x8b": ("gzip-compressed", "decompress it first (gunzip FILE)"),
+MAGIC = {b"\x1f\x8b": ("gzip-compressed file", "decompress it first (gunzip FILE)"),
          b"PK\x03\x04": ("zip archive (or Excel workbook)", "extract it, or export as CSV/JSONL"),
          b"PAR1": ("Parquet file", "rename it to end in .parquet")}
 _WS = re.compile(r"[ \t\r\n]*")  # JSON whitespace
@@ -45,15 +46,18 @@ def fail(name: str, message: str, hint: str, line: int | None = None) -> NoRetur
 def read_file(path: Path, name: str) -> Iterator[Row]:
     """Pick a reader by extension (or by content when the extension is unknown)."""
     kind = SUFFIXES.get(path.suffix.lower())
-    with open(path, "rb") as f:
-        head = f.read(8192)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8192)
+    except OSError as e:
+        fail(name, f"cannot read the file ({e.strerror})", "check that it exists and is readable")
     if len(head) < 8192 and not head.strip(BOM + b" \t\r\n"):
         fail(name, "the file is empty", "point at a file with data rows")
     if kind == "parquet":
         return _read_parquet(path, name)
     for magic, (what, fix) in MAGIC.items():
         if head.startswith(magic):
-            fail(name, f"this is a {what}, not {kind or 'a known data format'}", fix)
+            fail(name, f"this is a {what}, not {f'a {kind} file' if kind else 'text data'}", fix)
     if kind is None:
         if head.lstrip(BOM + b" \t\r\n")[:1] not in (b"{", b"["):
             fail(name, f"unknown file type {path.suffix or '(no extension)'!r}",
@@ -64,8 +68,10 @@ def read_file(path: Path, name: str) -> Iterator[Row]:
         fail(name, "this does not look like a text file (binary data near the start)",
              "expected JSON Lines, JSON, CSV or Parquet; if it is UTF-16 text, save it as UTF-8")
     data = _utf16_to_utf8(path, name) if utf16 else None
-    if kind in ("csv", "tsv"):
+    if kind in ("csv", "tsv"):  # the csv module handles every line ending itself
         return _read_csv(path, name, data, "\t" if kind == "tsv" else ",")
+    if b"\r" in head and b"\n" not in head:  # classic Mac line endings: JSON Lines need \n
+        data = (data if data is not None else path.read_bytes()).replace(b"\r", b"\n")
     start = (head if data is None else data[:8192]).lstrip(BOM + b" \t\r\n")[:1]
     if kind == "jsonl" and start != b"[":
         return _read_jsonl(path, name, data)
@@ -115,7 +121,7 @@ def _read_jsonl(path: Path, name: str, data: bytes | None) -> Iterator[Row]:
                                       f" at column {e.start + 1}); re-encode the file as UTF-8, "
                                       "e.g. iconv -f latin1 -t utf-8 IN > OUT")
                 continue
-            del raw  # keep at most two copies of a huge line alive: the text and the parse
+            del raw  # free the bytes before parsing: one copy fewer of a huge line
             yield lineno, _parse_json(text, name, lineno)
 
 
@@ -125,7 +131,7 @@ def _parse_json(text: str, name: str, lineno: int) -> object:
     except RecursionError:
         return Problem(name, lineno, None, "invalid JSON (nested too deeply); flatten the row")
     except json.JSONDecodeError as e:
-        return Problem(name, lineno, None, f"invalid JSON ({e.msg} at column {e.colno}); "
+        return Problem(name, lineno, None, f"invalid JSON ({e.msg}: column {e.colno}); "
                        "fix the line, or pass --skip-invalid to drop it")
     except ValueError as e:  # e.g. an integer literal longer than Python's 4300-digit limit
         return Problem(name, lineno, None, f"invalid JSON ({str(e)[:80]}); fix the line")
@@ -170,8 +176,9 @@ def _read_json(path: Path, name: str, data: bytes | None) -> Iterator[Row]:
                 i += 1
                 break
             else:
-                fail(name, f"invalid JSON (expected ',' or ']' after an element, got "
-                     f"{text[i:i + 1]!r})", "fix the array syntax", text.count("\n", 0, i) + 1)
+                got = repr(text[i]) if i < len(text) else "the end of the file"
+                fail(name, f"invalid JSON (expected ',' or ']' after an element, got {got})",
+                     "fix the array syntax", text.count("\n", 0, i) + 1)
     if _WS.match(text, i).end() != len(text):
         fail(name, "invalid JSON (extra text after the closing ']')", "remove it",
              text.count("\n", 0, i) + 1)
@@ -182,7 +189,7 @@ def _json_fail(name: str, e: Exception, line: int, fix: str) -> NoReturn:
     if isinstance(e, RecursionError):
         fail(name, "invalid JSON (nested too deeply)", "flatten the data", line)
     if isinstance(e, json.JSONDecodeError):
-        fail(name, f"invalid JSON ({e.msg} at column {e.colno})", fix, e.lineno)
+        fail(name, f"invalid JSON ({e.msg}: column {e.colno})", fix, e.lineno)
     fail(name, f"invalid JSON ({str(e)[:80]})", fix, line)
 
 

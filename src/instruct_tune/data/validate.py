@@ -130,7 +130,7 @@ def to_record(row: dict, source: Source, fmt: str,
         col = mapping.get(field, field)
         if field not in row:
             if required:
-                problems.append(_problem(source, col, "missing", "add the field to every row"))
+                problems.append(_problem(source, col, "missing", fix="add the field to every row"))
             return ""
         if value is None and not required:
             return ""  # `"input": null` is a common spelling of "no input"
@@ -155,7 +155,8 @@ def _chat(value, present: bool, source: Source, col: str,
           problems: list[Problem]) -> tuple[Message, ...]:
     """Validate a conversation: a list of {role, content} (or ShareGPT {from, value}) dicts."""
     if not present:
-        problems.append(_problem(source, col, "missing", "add a list of {role, content} messages"))
+        problems.append(_problem(source, col, "missing",
+                                 fix="add a list of {role, content} messages"))
         return ()
     if isinstance(value, str) and value.lstrip().startswith("["):
         value = _json_list(value)  # CSV/Parquet often store the conversation as a JSON string
@@ -181,7 +182,7 @@ def _chat(value, present: bool, source: Source, col: str,
         role = ROLE_ALIASES[role.lower()]
         if body_key not in msg:
             problems.append(_problem(source, f"{where}.{body_key}", "missing",
-                                     "every message needs its text"))
+                                     fix="every message needs its text"))
             continue
         content = _check_text(msg[body_key], source, f"{where}.{body_key}", role != "system",
                               problems)
@@ -204,19 +205,22 @@ def _chat(value, present: bool, source: Source, col: str,
 def _check_text(value, source: Source, col: str, required: bool, problems: list[Problem]) -> str:
     """Append a problem unless `value` is a usable string; return it (or "")."""
     if not isinstance(value, str):
-        problems.append(_problem(source, col, "must be a string", f"got {_kind(value)} "
-                                 f"{_short(value)}", "quote the value or fix the column type"))
+        got = "null" if value is None else f"{_kind(value)} {_short(value)}"
+        problems.append(_problem(source, col, "must be a string", f"got {got}",
+                                 "quote the value or fix the column type"))
         return ""
     if required and (not value or value.isspace()):  # not .strip(): no copy of a 100 MB string
         problems.append(_problem(source, col, "is empty", fix="fill it in or drop the row"))
     elif bad := _BAD_CHARS.search(value):
-        code = ord(bad.group())
-        what = "a NUL character" if code == 0 else \
-            f"bytes that are not valid UTF-8 (0x{code & 0xFF:02x})" if 0xDC80 <= code <= 0xDCFF \
-            else f"an unpaired surrogate (U+{code:04X})"
-        problems.append(_problem(source, col, "contains invalid text", f"{what} at character "
-                                 f"{bad.start()}", "re-encode the file as UTF-8, e.g. "
-                                 "iconv -f latin1 -t utf-8, and remove binary data"))
+        code, at = ord(bad.group()), bad.start()
+        if code == 0:
+            detail, fix = f"NUL character at position {at}", "remove it (binary data?)"
+        elif 0xDC80 <= code <= 0xDCFF:  # an undecodable byte, kept by surrogateescape
+            detail = f"byte 0x{code & 0xFF:02x} at position {at} is not valid UTF-8"
+            fix = "re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8 IN > OUT"
+        else:
+            detail, fix = f"unpaired surrogate U+{code:04X} at position {at}", "remove it"
+        problems.append(_problem(source, col, "contains invalid text", detail, fix))
     return value
 
 

@@ -91,19 +91,10 @@ def _loop(r: Run, interrupted: list) -> str:
     model.train()
     while st.step < r.plan.total_steps:
         step = st.step + 1
-        micro = r.plan.step_batches(st.step)
-        n_trained, n_real = r.plan.tokens(micro)
-        scale = world / max(n_trained, 1)
-        step_loss = torch.zeros((), device=dev)
-        for j, indices in enumerate(micro):
-            batch, weight = r.plan.local_batch(indices, rank)
-            batch = batch.to(dev, non_blocking=True)
-            # Gradients are all-reduced only on the step's last micro-batch.
-            with nullcontext() if j == len(micro) - 1 else acc.no_sync(model):
-                with acc.autocast():
-                    loss, _ = loss_sum(model, batch)
-                acc.backward(loss * (scale * weight))
-            step_loss += loss.detach().float() * weight
+        micro = r.plan.step_batches(st.step)  # global micro-batches: example indices
+        n_trained, n_real = r.plan.tokens(micro)  # over all micro-batches and processes
+        local = [r.plan.local_batch(indices, rank) for indices in micro]
+        step_loss = forward_backward(acc, model, local, scale=world / max(n_trained, 1))
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf
         grad_norm = acc.clip_grad_norm_(model.parameters(), max_norm)
         test_signal(f"step:{step}")
@@ -171,6 +162,23 @@ def _loop(r: Run, interrupted: list) -> str:
     if saved_at != st.step:  # e.g. resumed from the last checkpoint of a finished run
         save(r)
     return reason
+
+
+def forward_backward(acc, model, batches: list, scale: float) -> torch.Tensor:
+    """Forward and backward over this process's micro-batches [(Batch, weight)], each loss sum
+    multiplied by `scale` (= processes / trained tokens of the whole step). Returns the
+    unscaled sum of token losses (a device tensor: no host sync here)."""
+    dev = acc.device
+    total = torch.zeros((), device=dev)
+    for j, (batch, weight) in enumerate(batches):
+        batch = batch.to(dev, non_blocking=True)
+        # DDP all-reduces gradients only on the step's last micro-batch.
+        with nullcontext() if j == len(batches) - 1 else acc.no_sync(model):
+            with acc.autocast():
+                loss, _ = loss_sum(model, batch)
+            acc.backward(loss * (scale * weight))
+        total += loss.detach().float() * weight
+    return total
 
 
 def save(r: Run) -> Path:

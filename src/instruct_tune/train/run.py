@@ -35,6 +35,7 @@ from .outdir import (
 from .plan import Plan
 from .prepare import load_data, load_model_for_training
 from .progress import TrainProgress, console
+from .schedule import make_scheduler
 
 # Options that may change between a run and its --resume; anything else must match config.yaml.
 RESUMABLE_CHANGES = {"resume", "overwrite", "quiet", "log_every", "save_every", "keep_checkpoints",
@@ -125,15 +126,22 @@ def _check_resume(out: Path, cfg: TrainConfig) -> Path:
 def train(cfg: TrainConfig) -> Path:
     """Fine-tune `cfg.model` on `cfg.data` and return the path of DIR/final."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
     from accelerate.utils import set_seed
-    from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
+    from transformers.utils import logging as hf_logging
 
     cfg = resolve(cfg)
+    hf_logging.disable_progress_bar()  # ours is the only bar; weight loading is quick
     out = Path(cfg.out)
     check_output_dir(out, overwrite=cfg.overwrite, resume=cfg.resume)
     ckpt = _check_resume(out, cfg) if cfg.resume else None
+    # A second train() in one process (notebook, tests) may change the precision: accelerate keeps
+    # it in a process-wide singleton, so drop that (not the distributed setup) first.
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+    # cpu=True on machines without an accelerator: accelerate then uses gloo under torchrun.
     acc = Accelerator(mixed_precision="bf16" if cfg.precision == "bf16" else "no",
-                      step_scheduler_with_optimizer=False)
+                      step_scheduler_with_optimizer=False, cpu=not _has_accelerator())
     main = acc.is_main_process
     say = console.print if main else (lambda *a, **k: None)
     set_seed(cfg.seed)
@@ -158,8 +166,7 @@ def train(cfg: TrainConfig) -> Path:
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr,
                                   fused=torch.cuda.is_available() or None)
     warmup = math.ceil(cfg.warmup_ratio * plan.total_steps)
-    scheduler = (get_cosine_schedule_with_warmup(optimizer, warmup, plan.total_steps)
-                 if cfg.schedule == "cosine" else get_constant_schedule_with_warmup(optimizer, warmup))
+    scheduler = make_scheduler(optimizer, warmup=warmup, total=plan.total_steps, kind=cfg.schedule)
     model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     if cfg.lora:
@@ -207,6 +214,11 @@ def train(cfg: TrainConfig) -> Path:
         _generation_eval(cfg, final, data.eval_records, out, say)
     acc.end_training()
     return final
+
+
+def _has_accelerator() -> bool:
+    accel = getattr(torch, "accelerator", None)
+    return accel.is_available() if accel is not None else torch.cuda.is_available()
 
 
 def _header(cfg, acc, data, plan: Plan, n_train: int, n_all: int, warmup: int) -> str:

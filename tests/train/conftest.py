@@ -1,0 +1,75 @@
+"""Trainer test fixtures: a small alpaca file with rows of very different lengths, and a config
+builder with fast defaults (no tokenization cache, quiet, log every step)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from instruct_tune.config import TrainConfig
+from tests.tiny import WORDS
+
+
+def write_alpaca(path: Path, n: int, seed: int = 0, max_words: int = 60) -> Path:
+    """n alpaca rows; lengths vary from a few tokens to a few hundred on purpose."""
+    rng = random.Random(seed)
+    with path.open("w") as f:
+        for _ in range(n):
+            ins = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, max_words)))
+            out = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, max_words)))
+            f.write(json.dumps({"instruction": ins, "output": out}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def alpaca_file(tmp_path_factory) -> Path:
+    return write_alpaca(tmp_path_factory.mktemp("data") / "train.jsonl", 40)
+
+
+@pytest.fixture(scope="session")
+def eval_file(tmp_path_factory) -> Path:
+    return write_alpaca(tmp_path_factory.mktemp("data") / "eval.jsonl", 6, seed=1, max_words=8)
+
+
+@pytest.fixture
+def make_cfg(model_dirs, alpaca_file, tmp_path):
+    """TrainConfig for a tiny run: make_cfg(arch="llama", out=..., **overrides)."""
+    def build(arch: str = "llama", out: Path | str | None = None, **kw) -> TrainConfig:
+        values = dict(model=str(model_dirs[arch]), data=str(alpaca_file),
+                      out=str(out or tmp_path / "run"), cache_dir="none", quiet=True, log_every=1,
+                      batch_size=4, max_steps=6, save_every=3, lr=1e-3, seed=0, warmup_ratio=0.0)
+        values.update(kw)
+        return TrainConfig(**values)
+    return build
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tests share 2 cores with other work; tiny models gain nothing from more threads."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """All tensors of the safetensors files in a directory."""
+    from safetensors.torch import load_file
+
+    out: dict[str, torch.Tensor] = {}
+    for f in sorted(Path(path).glob("*.safetensors")):
+        out.update(load_file(str(f)))
+    return out
+
+
+def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys(), sorted(set(a) ^ set(b))[:5]
+    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(x) for x in (Path(out) / "metrics.jsonl").read_text().splitlines() if x]
