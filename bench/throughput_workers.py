@@ -47,21 +47,23 @@ class Clock:
     def __init__(self):
         from transformers import PreTrainedModel
 
-        self.t0: float | None = None
-        self.steps: list[float] = []
+        self.t0: tuple[float, float] | None = None  # (wall, process CPU) at the first forward
+        self.steps: list[tuple[float, float]] = []
 
         def on_forward(module, args):
             if self.t0 is None and module.training and isinstance(module, PreTrainedModel):
-                self.t0 = time.perf_counter()
+                self.t0 = (time.perf_counter(), time.process_time())
                 self._fwd.remove()
 
         self._fwd = torch.nn.modules.module.register_module_forward_pre_hook(on_forward)
         self._opt = register_optimizer_step_post_hook(
-            lambda opt, a, k: self.steps.append(time.perf_counter()))
+            lambda opt, a, k: self.steps.append((time.perf_counter(), time.process_time())))
 
-    def window(self) -> tuple[float, int]:
+    def window(self) -> dict:
+        """Wall and CPU seconds of the timed window, and the optimizer steps in it."""
         self._opt.remove()
-        return self.steps[-1] - self.t0, len(self.steps)
+        (w0, c0), (w1, c1) = self.t0, self.steps[-1]
+        return {"window_s": w1 - w0, "cpu_s": c1 - c0, "steps": len(self.steps)}
 
 
 @torch.no_grad()
@@ -130,9 +132,9 @@ def run_trl(spec: dict) -> dict:
     note = f"packed==alone: max|dlogits| {packed_exactness(trainer, model):.1e}" if packing else ""
     clock = Clock()
     trainer.train()
-    window, steps = clock.window()
+    window = clock.window()
     trainer.save_model(spec["out"] + "/final")
-    return dict(window_s=window, steps=steps, last_loss=float(seen["loss"]),
+    return dict(window, last_loss=float(seen["loss"]),
                 trained_seen=int(seen["trained"]), note=note,
                 eval_loss=eval_loss(trainer.model, spec["eval_json"]))
 
@@ -152,11 +154,11 @@ def run_ours(spec: dict) -> dict:
         eval_every=0, quiet=True, overwrite=True, max_length=spec["max_length"], cache_dir="none")
     clock = Clock()
     final = train(cfg)
-    window, steps = clock.window()
+    window = clock.window()
     metrics = [json.loads(x) for x in (Path(spec["out"]) / "metrics.jsonl").read_text().splitlines()]
     train_rows = [m for m in metrics if m.get("loss") is not None]
     model = AutoModelForCausalLM.from_pretrained(final, dtype=torch.float32)
-    return dict(window_s=window, steps=steps, last_loss=float(train_rows[-1]["loss"]),
+    return dict(window, last_loss=float(train_rows[-1]["loss"]),
                 eval_loss=eval_loss(model, spec["eval_json"]))
 
 
@@ -164,8 +166,13 @@ def main(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(spec["seed"])
+    # The matmul peak is measured here, right before and after training, so MFU compares the run
+    # with what this machine delivered at that moment (it is shared; load changes by the minute).
+    peak = common.matmul_peak(torch.float32, n=1536, repeats=4)
     result = (run_trl if spec["config"].startswith("trl") else run_ours)(spec)
-    result.update(config=spec["config"], peak_rss_mib=common.peak_rss_mib())
+    rss = common.peak_rss_mib()
+    peak = max(peak, common.matmul_peak(torch.float32, n=1536, repeats=4))
+    result.update(config=spec["config"], peak_rss_mib=rss, peak_flops=peak)
     Path(spec["out"] + ".result.json").write_text(json.dumps(result))
 
 

@@ -83,13 +83,13 @@ def report(data: dict, results: dict[str, dict], peak: float, args) -> dict:
     ok = {k: r for k, r in results.items() if "error" not in r}
     for r in ok.values():
         r["tps"] = data["trained"] / r["window_s"]
-        r["mfu"] = data["flops"] / r["window_s"] / peak
+        r["mfu"] = data["flops"] / r["window_s"] / max(peak, r["peak_flops"])
     trl = [k for k in ok if k.startswith("trl")]
     best_trl = max(trl, key=lambda k: ok[k]["tps"]) if trl else None
     print(f"\nvocab {data['vocab']}: {data['rows']} rows, {data['tokens']} tokens/epoch, "
           f"{data['trained']} trained, body {data['body_params'] / 1e6:.2f}M params, "
           f"{data['flops'] / 1e12:.2f} TFLOP needed/epoch")
-    print(f"{'config':12} {'steps':>5} {'time s':>7} {'trained tok/s':>13} {'x TRL best':>10} "
+    print(f"{'config':12} {'steps':>5} {'wall s':>7} {'CPU s':>6} {'trained tok/s':>13} {'x TRL best':>10} "
           f"{'MFU':>6} {'peak RSS MiB':>12} {'last loss':>9} {'eval loss':>9}  notes")
     for name in CONFIGS:
         if name not in results:
@@ -101,7 +101,7 @@ def report(data: dict, results: dict[str, dict], peak: float, args) -> dict:
         ratio = r["tps"] / ok[best_trl]["tps"] if best_trl else float("nan")
         if r.get("trained_seen", data["trained"]) != data["trained"]:
             r["note"] = f"trained {r['trained_seen']} tokens, not {data['trained']}! " + r.get("note", "")
-        print(f"{name:12} {r['steps']:5d} {r['window_s']:7.1f} {r['tps']:13.0f} {ratio:10.2f} "
+        print(f"{name:12} {r['steps']:5d} {r['window_s']:7.1f} {r['cpu_s']:6.1f} {r['tps']:13.0f} {ratio:10.2f} "
               f"{r['mfu']:6.1%} {r['peak_rss_mib']:12.0f} {r['last_loss']:9.4f} "
               f"{r['eval_loss']:9.4f}  {r.get('note', '')}")
     out = {"vocab": data["vocab"], "best_trl": best_trl}

@@ -40,7 +40,7 @@ def make_cfg(model_dirs, alpaca_file, tmp_path):
     """TrainConfig for a tiny run: make_cfg(arch="llama", out=..., **overrides)."""
     def build(arch: str = "llama", out: Path | str | None = None, **kw) -> TrainConfig:
         values = dict(model=str(model_dirs[arch]), data=str(alpaca_file),
-                      out=str(out or tmp_path / "run"), cache_dir="none", quiet=True, log_every=1,
+                      out=str(tmp_path / "run" if out is None else out), cache_dir="none", quiet=True, log_every=1,
                       batch_size=4, max_steps=6, save_every=3, lr=1e-3, seed=0, warmup_ratio=0.0)
         values.update(kw)
         return TrainConfig(**values)

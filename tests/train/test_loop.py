@@ -34,7 +34,7 @@ def test_accumulation_matches_one_big_batch(model_dirs):
     from accelerate import Accelerator
 
     tok = load_tokenizer(model_dirs["llama"])
-    words = "one two three four five six seven eight nine ten".split()
+    words = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
     records = [Record.alpaca(" ".join(words[: 1 + i % 3]), " ".join(words * (1 + 7 * (i % 4) ** 2)))
                for i in range(8)]
     examples = build_examples(records, tok, get_template("alpaca"), cache_dir="none").examples
@@ -149,3 +149,23 @@ def test_packing_gradient_checkpointing_and_precision(make_cfg, precision):
     assert len(rows) == 3 and all(r["loss"] == r["loss"] for r in rows)
     assert all(torch.isfinite(t).all() for t in _weights(final))
     assert json.loads((final / "config.json").read_text())["use_cache"] is not False
+
+
+def test_generation_eval_runs_on_final_with_eval_data(make_cfg, eval_file, monkeypatch):
+    """With --eval-data the before/after generation eval runs on final/ and its report lands next
+    to it (the eval itself is stubbed: it is tested in tests/evaluate)."""
+    from instruct_tune.evaluate import compare, report
+
+    seen = {}
+
+    def fake_evaluate(model_dir, records, **kw):
+        seen.update(model_dir=model_dir, n=len(records), compare=kw.get("compare"))
+        return {"tuned": {"score": 1.0}}
+
+    monkeypatch.setattr(compare, "evaluate", fake_evaluate)
+    monkeypatch.setattr(report, "print_report", lambda r: None)
+    cfg = make_cfg(max_steps=2, save_every=0, eval_data=str(eval_file))
+    final = train(cfg)
+    assert seen == {"model_dir": final, "n": 6, "compare": cfg.model}
+    assert json.loads((final.parent / "eval.json").read_text()) == {"tuned": {"score": 1.0}}
+    assert metrics(final.parent)[-1]["eval_loss"] is not None

@@ -19,7 +19,7 @@ import numpy as np
 from ..data.records import Record
 from .context import AuditData
 from .findings import Example, Finding, LeverReport, pct, snippet
-from .neardup import Shingles, similar_pairs
+from .neardup import Shingles, best_matches
 from .words import Tokens, ngram_hashes, norm
 
 NEAR_JACCARD = 0.8
@@ -52,16 +52,16 @@ def contamination_lever(d: AuditData, eval_records: list[Record]) -> LeverReport
     tr_tok = Tokens.of([_prompt(r) for r in d.records], d.vocab)
     ev_sh = Shingles(*ngram_hashes(ev_tok, 2), m, seed=2)
     tr_sh = Shingles(*ngram_hashes(tr_tok, 2), d.n, seed=2)
-    for e, t, jac in sorted(similar_pairs(ev_sh, NEAR_JACCARD, tr_sh), key=lambda p: -p[2]):
+    for e, (t, jac) in best_matches(ev_sh, tr_sh, NEAR_JACCARD).items():
         if e not in match:
             match[e] = ("near", t, f"prompt Jaccard {jac:.2f}")
 
     # 13-gram overlap over the whole row: hash the eval n-grams, then scan training in one pass.
-    ev_h, ev_rows = ngram_hashes(Tokens.of([_full(r) for r in eval_records], d.vocab), NGRAM,
+    ev_h, ev_rows = ngram_hashes(Tokens.of([_full(r) for r in eval_records], None), NGRAM,
                                  whole_if_shorter=False)
     short = int(np.sum(np.bincount(ev_rows, minlength=m) == 0)) if m else 0
     if len(ev_h):
-        tr_h, tr_rows = ngram_hashes(Tokens.of([_full(r) for r in d.records], d.vocab), NGRAM,
+        tr_h, tr_rows = ngram_hashes(Tokens.of([_full(r) for r in d.records], None), NGRAM,
                                      whole_if_shorter=False)
         hit = np.isin(tr_h, ev_h)
         first_train: dict[int, int] = {}

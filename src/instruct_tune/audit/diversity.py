@@ -5,7 +5,7 @@ Two views, both weighted by rows (a task that fills half the rows is half of wha
   with the entropy of the verb distribution, the effective number of task types (2^entropy: a set
   spread evenly over k verbs has k) and the share of the ten most common verbs;
 - clusters of similar instructions: instructions whose word sets overlap (Jaccard >= 0.5,
-  MinHash estimate), grouped around a centre so similarity doesn't chain. Large clusters are
+  MinHash estimate), grouped around a leader so similarity doesn't chain. Large clusters are
   templates: one kind of request with different slots filled in.
 """
 
@@ -16,7 +16,7 @@ from collections import Counter
 
 from .context import AuditData
 from .findings import Example, Finding, LeverReport, examples_of, pct, snippet
-from .neardup import Shingles, similar_pairs, star_clusters
+from .neardup import Shingles, leader_clusters
 from .words import ngram_hashes
 
 CLUSTER_JACCARD = 0.5
@@ -98,11 +98,7 @@ def _clusters(d: AuditData) -> tuple[list[Finding], dict]:
         return [], {"clusters": 0}
     hashes, rows = ngram_hashes(d.instruction_tokens, 1)
     sh = Shingles(hashes, rows, len(groups), seed=1)
-    pairs = similar_pairs(sh, CLUSTER_JACCARD, exact=False)
-    clusters = star_clusters(len(groups), pairs)
-    clustered = {m for c in clusters for m in c}
-    # A distinct instruction reused for many rows is a cluster of its own.
-    clusters += [[g] for g in range(len(groups)) if g not in clustered and len(groups[g]) > 1]
+    clusters = leader_clusters(sh, CLUSTER_JACCARD, [len(g) for g in groups])
     sized = sorted(((sum(len(groups[m]) for m in c), c) for c in clusters), key=lambda x: -x[0])
     top10 = sum(s for s, _ in sized[:10])
     stats = {"clusters": len(sized), "largest_cluster_rows": sized[0][0] if sized else 0,

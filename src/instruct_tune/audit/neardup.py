@@ -16,7 +16,7 @@ import numpy as np
 
 NUM_PERM = 128
 BANDS, BAND_ROWS = 32, 4
-MAX_PARTNERS = 64  # per row per band: bounds the work on huge buckets (templated near-copies)
+BUCKET_CAP = 16
 _MUL = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -59,67 +59,75 @@ class Shingles:
         return sig
 
 
-def _band_keys(sig: np.ndarray, band: int) -> np.ndarray:
-    cols = sig[:, band * BAND_ROWS: (band + 1) * BAND_ROWS].astype(np.uint64)
-    key = np.zeros(len(sig), dtype=np.uint64)
+def band_keys(sig: np.ndarray) -> np.ndarray:
+    """(rows, BANDS) 64-bit keys: rows that agree on one band's slots share that band's key."""
+    keys = np.zeros((len(sig), BANDS), dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for c in range(cols.shape[1]):
-            key = key * _MUL + cols[:, c]
-    return key
+        for band in range(BANDS):
+            k = np.full(len(sig), band + 1, dtype=np.uint64)
+            for c in range(band * BAND_ROWS, (band + 1) * BAND_ROWS):
+                k = k * _MUL + sig[:, c].astype(np.uint64)
+            keys[:, band] = k
+    return keys
 
 
-def _unique_pairs(chunks: list[np.ndarray], n_b: int) -> np.ndarray:
-    if not chunks:
+def _buckets(k: np.ndarray):
+    """Sort one band's keys; return (order, sorted keys, bucket start and rank of each position)."""
+    order = np.argsort(k, kind="stable")  # stable: members of a bucket stay in row order
+    ks = k[order]
+    pos = np.arange(len(ks))
+    new = np.ones(len(ks), dtype=bool)
+    new[1:] = ks[1:] != ks[:-1]
+    start = np.maximum.accumulate(np.where(new, pos, 0))
+    return order, ks, start, pos - start
+
+
+def _expand(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For counts [2, 0, 1]: owners [0, 0, 2] and offsets [0, 1, 0]."""
+    owner = np.repeat(np.arange(len(counts)), counts)
+    return owner, np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def _unique(codes: list[np.ndarray], base: int) -> np.ndarray:
+    if not codes:
         return np.zeros((0, 2), dtype=np.int64)
-    code = np.unique(np.concatenate(chunks))
-    return np.stack([code // n_b, code % n_b], axis=1)
+    u = np.unique(np.concatenate(codes))
+    return np.stack([u // base, u % base], axis=1)
 
 
-def self_pairs(sh: Shingles) -> np.ndarray:
-    """Candidate pairs (i < j) of rows that share at least one LSH band."""
+def self_candidates(sh: Shingles, cap: int = BUCKET_CAP) -> np.ndarray:
+    """Pairs (earlier, later) sharing an LSH band, each row paired with the first `cap` rows of
+    each of its buckets. The cap keeps templated data (thousands of rows in one bucket) linear;
+    on ordinary data buckets are far smaller and every LSH candidate pair is produced."""
     live = np.nonzero(sh.present)[0]
-    chunks = []
+    keys = band_keys(sh.sig[live])
+    codes = []
     for band in range(BANDS):
-        keys = _band_keys(sh.sig[live], band)
-        order = np.argsort(keys, kind="stable")
-        k = keys[order]
-        # For each sorted position, its bucket's end; pair it with up to MAX_PARTNERS followers.
-        change = np.nonzero(np.diff(k))[0] + 1
-        bucket_end = np.append(change, len(k))[np.searchsorted(change, np.arange(len(k)),
-                                                               side="right")]
-        counts = np.minimum(bucket_end - np.arange(len(k)) - 1, MAX_PARTNERS)
-        if not counts.sum():
-            continue
-        first = np.repeat(np.arange(len(k)), counts)
-        step = np.arange(len(first)) - np.repeat(np.cumsum(counts) - counts, counts) + 1
-        i, j = live[order[first]], live[order[first + step]]
-        lo, hi = np.minimum(i, j), np.maximum(i, j)
-        chunks.append(lo * sh.n + hi)
-    return _unique_pairs(chunks, sh.n)
+        order, _, start, rank = _buckets(keys[:, band])
+        later, off = _expand(np.minimum(rank, cap))
+        if len(later):
+            codes.append(live[order[start[later] + off]] * sh.n + live[order[later]])
+    return _unique(codes, sh.n)
 
 
-def cross_pairs(a: Shingles, b: Shingles, max_per_row: int = 1000) -> np.ndarray:
-    """Candidate pairs (row of a, row of b) sharing at least one LSH band."""
-    live_a, live_b = np.nonzero(a.present)[0], np.nonzero(b.present)[0]
-    chunks = []
+def cross_candidates(q: Shingles, index: Shingles, cap: int = BUCKET_CAP) -> np.ndarray:
+    """Pairs (query row, index row) sharing an LSH band (at most `cap` index rows per bucket)."""
+    live_q, live_i = np.nonzero(q.present)[0], np.nonzero(index.present)[0]
+    kq, ki = band_keys(q.sig[live_q]), band_keys(index.sig[live_i])
+    codes = []
     for band in range(BANDS):
-        kb = _band_keys(b.sig[live_b], band)
-        order = np.argsort(kb, kind="stable")
-        kb = kb[order]
-        ka = _band_keys(a.sig[live_a], band)
-        lo, hi = np.searchsorted(kb, ka, "left"), np.searchsorted(kb, ka, "right")
-        counts = np.minimum(hi - lo, max_per_row)
-        if not counts.sum():
-            continue
-        ia = np.repeat(np.arange(len(ka)), counts)
-        off = np.arange(len(ia)) - np.repeat(np.cumsum(counts) - counts, counts)
-        jb = order[np.repeat(lo, counts) + off]
-        chunks.append(live_a[ia] * b.n + live_b[jb])
-    return _unique_pairs(chunks, b.n)
+        order, ks, _, rank = _buckets(ki[:, band])
+        keep = rank < cap
+        order, ks = order[keep], ks[keep]
+        lo = np.searchsorted(ks, kq[:, band], "left")
+        owner, off = _expand(np.searchsorted(ks, kq[:, band], "right") - lo)
+        if len(owner):
+            codes.append(live_q[owner] * index.n + live_i[order[lo[owner] + off]])
+    return _unique(codes, index.n)
 
 
 def estimate(sig_a: np.ndarray, sig_b: np.ndarray, pairs: np.ndarray,
-             chunk: int = 200_000) -> np.ndarray:
+             chunk: int = 100_000) -> np.ndarray:
     """MinHash estimate of Jaccard for each pair (share of equal signature slots)."""
     out = np.empty(len(pairs), dtype=np.float32)
     for s in range(0, len(pairs), chunk):
@@ -128,33 +136,23 @@ def estimate(sig_a: np.ndarray, sig_b: np.ndarray, pairs: np.ndarray,
     return out
 
 
-def similar_pairs(a: Shingles, threshold: float, b: Shingles | None = None,
-                  exact: bool = True) -> list[tuple[int, int, float]]:
-    """Pairs with Jaccard >= threshold: within `a`, or between `a` and `b` when given.
+def _ranked(pairs: np.ndarray, est: np.ndarray, floor: float, by: int) -> list[tuple[int, int, float]]:
+    """Pairs with estimate >= floor, grouped by column `by` ascending, best estimate first."""
+    keep = est >= floor
+    p, e = pairs[keep], est[keep]
+    order = np.lexsort((-e, p[:, by]))
+    return list(zip(p[order, 0].tolist(), p[order, 1].tolist(), e[order].tolist(), strict=True))
 
-    Candidates come from LSH; a signature estimate 0.2 below the threshold (over five standard
-    deviations at 128 permutations) drops the obvious misses; survivors are checked exactly when
-    `exact`, so no reported pair is a MinHash false positive.
+
+def near_duplicate_groups(sh: Shingles, threshold: float) -> tuple[list[list[int]], list[tuple]]:
+    """Groups of rows linked by Jaccard >= threshold, and the verified pairs that link them.
+
+    A MinHash estimate 0.2 below the threshold (over five standard deviations at 128
+    permutations) drops obvious misses; the rest are checked exactly, so no reported pair is a
+    MinHash false positive. Pairs already in one group are not re-checked.
     """
-    pairs = self_pairs(a) if b is None else cross_pairs(a, b)
-    if not len(pairs):
-        return []
-    est = estimate(a.sig, (b or a).sig, pairs)
-    mask = est >= threshold - (0.2 if exact else 0.0)
-    keep, kest = pairs[mask], est[mask]
-    if not exact:
-        return [(i, j, e) for (i, j), e in zip(keep.tolist(), kest.tolist(), strict=True)]
-    out = []
-    for i, j in keep.tolist():
-        jac = a.jaccard(i, j, b)
-        if jac >= threshold:
-            out.append((i, j, jac))
-    return out
-
-
-def groups(n: int, pairs) -> list[list[int]]:
-    """Connected components (size >= 2) of the pair graph, each sorted, largest first."""
-    parent = list(range(n))
+    pairs = self_candidates(sh)
+    parent = list(range(sh.n))
 
     def find(x: int) -> int:
         while parent[x] != x:
@@ -162,31 +160,38 @@ def groups(n: int, pairs) -> list[list[int]]:
             x = parent[x]
         return x
 
-    for i, j, *_ in pairs:
-        ri, rj = find(i), find(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
+    linked = []
+    for i, j, _ in _ranked(pairs, estimate(sh.sig, sh.sig, pairs), threshold - 0.2, by=1):
+        if find(i) != find(j) and (jac := sh.jaccard(i, j)) >= threshold:
+            parent[find(j)] = find(i)
+            linked.append((i, j, jac))
     comps: dict[int, list[int]] = {}
-    for x in {v for p in pairs for v in p[:2]}:
+    for x in {v for p in linked for v in p[:2]}:
         comps.setdefault(find(x), []).append(x)
-    return sorted((sorted(c) for c in comps.values()), key=lambda c: (-len(c), c[0]))
+    return sorted((sorted(c) for c in comps.values()), key=lambda c: (-len(c), c[0])), linked
 
 
-def star_clusters(n: int, pairs) -> list[list[int]]:
-    """Greedy star clustering: rows in order of neighbour count become centres and take their
-    unassigned neighbours. Unlike connected components, similarity does not chain, so every member is similar to its
-    centre (the first element)."""
-    nbrs: dict[int, list[int]] = {}
-    for i, j, *_ in pairs:
-        nbrs.setdefault(i, []).append(j)
-        nbrs.setdefault(j, []).append(i)
-    assigned: set[int] = set()
-    out = []
-    for c in sorted(nbrs, key=lambda x: (-len(nbrs[x]), x)):
-        if c in assigned:
-            continue
-        members = [c] + sorted(m for m in nbrs[c] if m not in assigned)
-        if len(members) >= 2:
-            assigned.update(members)
-            out.append(members)
-    return sorted(out, key=lambda c: (-len(c), c[0]))
+def best_matches(q: Shingles, index: Shingles, threshold: float) -> dict[int, tuple[int, float]]:
+    """For each query row, the best-estimated index row with Jaccard >= threshold, if any."""
+    pairs = cross_candidates(q, index)
+    out: dict[int, tuple[int, float]] = {}
+    for a, b, _ in _ranked(pairs, estimate(q.sig, index.sig, pairs), threshold - 0.2, by=0):
+        if a not in out and (jac := q.jaccard(a, b, index)) >= threshold:
+            out[a] = (b, jac)
+    return out
+
+
+def leader_clusters(sh: Shingles, threshold: float, weight: list[int]) -> list[list[int]]:
+    """Greedy clusters: in row order, each row joins its most similar earlier leader (MinHash
+    estimate >= threshold) or becomes a leader. Every member is similar to its leader (the first
+    element), so similarity does not chain across a cluster; the work is linear in the rows."""
+    pairs = self_candidates(sh, cap=4)
+    leader_of = list(range(sh.n))
+    for i, j, _ in _ranked(pairs, estimate(sh.sig, sh.sig, pairs), threshold, by=1):
+        if leader_of[j] == j and leader_of[i] == i:  # j not yet placed, i is a leader
+            leader_of[j] = i
+    members: dict[int, list[int]] = {}
+    for x in np.nonzero(sh.present)[0].tolist():
+        members.setdefault(leader_of[x], []).append(x)
+    clusters = [m for m in members.values() if len(m) > 1 or weight[m[0]] > 1]
+    return sorted(clusters, key=lambda c: (-sum(weight[x] for x in c), c[0]))

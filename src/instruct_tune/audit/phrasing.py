@@ -21,7 +21,7 @@ from rapidfuzz.process import cdist
 
 from .context import AuditData
 from .findings import Finding, LeverReport, examples_of, pct
-from .neardup import Shingles, groups, similar_pairs
+from .neardup import Shingles, near_duplicate_groups
 from .words import lcs_strings, ngram_hashes, words
 
 NEAR_JACCARD = 0.8
@@ -89,8 +89,7 @@ def phrasing_lever(d: AuditData) -> LeverReport:
 def _near_duplicates(d: AuditData, distinct: list[list[int]]) -> Finding:
     hashes, rows = ngram_hashes(d.instruction_tokens, 2)
     sh = Shingles(hashes, rows, len(distinct))
-    pairs = similar_pairs(sh, NEAR_JACCARD)
-    comps = groups(len(distinct), pairs)
+    comps, pairs = near_duplicate_groups(sh, NEAR_JACCARD)
     involved = sorted({g for c in comps for g in c})
     partner = {}
     for i, j, _ in sorted(pairs, key=lambda p: -p[2]):

@@ -26,6 +26,7 @@ AI_BOILERPLATE = re.compile(
     r"\bas an ai\b|\bas a(?:n ai)? language model\b|\bi(?: am|'m) (?:just )?an ai\b|"
     r"\bi(?: do not|don't) have (?:personal (?:opinions|experiences|feelings|beliefs)|access to "
     r"(?:real-time|the internet|current))|\bmy (?:knowledge cutoff|training data)\b", re.I)
+_AI_KEYS = ("an ai", "language model", "personal", "access to", "knowledge cutoff", "training data")
 REFUSAL_START = re.compile(
     r"^(?:i(?:'m| am) sorry|sorry|i apologi[sz]e|unfortunately)?[,.!]?\s*(?:but\s+)?i(?: cannot|"
     r" can't|'m unable to| am unable to|'m not able to| am not able to| won't| will not)\s+"
@@ -35,6 +36,7 @@ LONG_FORM_OBJECTS = {"essay", "story", "poem", "letter", "email", "article", "pa
                      "summary", "description", "explanation", "report", "review", "blog", "speech",
                      "script", "post", "guide", "proposal", "song", "dialogue", "conversation"}
 NEAR_COPY = 0.9
+_END_OK = set(".!?。！？…\"'”’)]}>`*|~")
 _LIST_OR_CODE = re.compile(r"^\s*(?:[-*+•\u2015\u2014\[#>|]|\d+[.)]|[a-z][.)]\s)|\||^\s{2,}|\t",
                            re.I)
 _CODE = re.compile(r"[;{}]\s*$|^\s*(?:def |class |import |return |for .* in |#include)", re.M)
@@ -54,8 +56,8 @@ def cut_off(text: str) -> str:
     (often just informal writing), "" otherwise. Lists, tables, code and sign-offs ("Best,") are
     allowed to end without punctuation."""
     t = text.rstrip()
-    if len(t.split()) < 8:
-        return ""
+    if not t or t[-1] in _END_OK and "```" not in t or len(t.split()) < 8:
+        return ""  # the common case, decided cheaply
     if t.count("```") % 2:
         return "strong"
     last = t.splitlines()[-1]
@@ -103,7 +105,7 @@ def quality_lever(d: AuditData, special_tokens: list[str] | None = None) -> Leve
         elif nw >= 5 and max(Indel.normalized_similarity(o, inp[i]),
                              Indel.normalized_similarity(o, ins[i])) >= NEAR_COPY:
             near.append(i)
-        if AI_BOILERPLATE.search(r.output) or REFUSAL_START.search(r.output[:200]):
+        if (any(k in o for k in _AI_KEYS) and AI_BOILERPLATE.search(o)) or REFUSAL_START.search(o[:200]):
             refusal.append(i)
         kind = cut_off(r.output)
         if kind:

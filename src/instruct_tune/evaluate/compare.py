@@ -86,16 +86,8 @@ def evaluate(model_dir: str | os.PathLike, records: Sequence[Record], *,
 
     base_outs: list[Generation] | None = None
     if compare is not None:
-        from ..train.model import load_model, load_tokenizer
-
-        from .generate import _tokenizer_dir
-
         # The base model gets the tuned model's template: the question is what tuning changed.
-        base_tok = load_tokenizer(_tokenizer_dir(Path(compare)), trust_remote_code=trust_remote_code)
-        base_model = load_model(compare, **load)
-        if hasattr(base_model, "merge_and_unload"):
-            base_model = base_model.merge_and_unload()
-        base = Generator(base_model, base_tok, tmpl, name=str(compare))
+        base = Generator.load(compare, template=tmpl, **load)
         base_prompts = base.encode_many([r.prompt_messages() for r in kept])
         report["base"], base_outs = _run_model(base, base_prompts, kept, sampling, batch_size, progress)
         report["delta"] = difference(report, report["base"])

@@ -38,7 +38,7 @@ def resolve_template(model_dir: str | os.PathLike, tokenizer, fallback: str | No
     return get_template(fallback or "alpaca", tokenizer)
 
 
-def _tokenizer_dir(model_dir: Path) -> Path:
+def tokenizer_dir(model_dir: Path) -> Path:
     """A LoRA adapter directory saved without its tokenizer falls back to the base model's."""
     from ..train.model import is_adapter_dir
 
@@ -108,14 +108,18 @@ class Generator:
             None)
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike, *, template: str | None = None, trust_remote_code: bool = False,
+    def load(cls, model_dir: str | os.PathLike, *, template=None, trust_remote_code: bool = False,
              allow_pickle: bool = False, device: str = "auto") -> Generator:
-        """Load a model directory (full model or LoRA adapter, merged for speed) for inference."""
+        """Load a model directory (full model or LoRA adapter, merged for speed) for inference.
+
+        `template`: a name/path used when the directory has no saved template, or a Template
+        object used as is (the base model in a before/after comparison gets the tuned one's)."""
+        from ..data.templates import Template
         from ..train.model import load_model, load_tokenizer
 
         path = Path(model_dir)
-        tokenizer = load_tokenizer(_tokenizer_dir(path), trust_remote_code=trust_remote_code)
-        tmpl = resolve_template(path, tokenizer, template)
+        tokenizer = load_tokenizer(tokenizer_dir(path), trust_remote_code=trust_remote_code)
+        tmpl = template if isinstance(template, Template) else resolve_template(path, tokenizer, template)
         model = load_model(path, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
         if hasattr(model, "merge_and_unload"):  # a PeftModel: fold the adapter in, decode at base speed
             model = model.merge_and_unload()

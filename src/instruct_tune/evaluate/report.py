@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 # metric key -> (label, is a rate shown as %, +1 if higher is better / -1 if lower / 0 neutral)
 ROWS: dict[str, tuple[str, bool, int]] = {
     "stop_rate": ("stops (stop token within limit)", True, 1),
-    "template_leak_rate": ("runs on into template markers", True, -1),
+    "template_leak_rate": ("template leak (runs on into a new turn)", True, -1),
     "exact_match": ("exact match", True, 1),
     "normalized_exact_match": ("normalized exact match", True, 1),
     "rouge_l": ("ROUGE-L F1", True, 1),
     "mean_length": ("mean output length (tokens)", False, 0),
     "p95_length": ("p95 output length (tokens)", False, 0),
 }
-TASK_COLS = ("stop_rate", "template_leak_rate", "exact_match", "rouge_l")
+TASK_COLS = {"stop_rate": "stops", "template_leak_rate": "leaks", "exact_match": "exact match",
+             "rouge_l": "ROUGE-L"}
 
 
 def fmt(key: str, value: float | None, signed: bool = False) -> str:
@@ -36,13 +38,20 @@ def _clip(text: str, n: int = 240) -> str:
     return text if len(text) <= n else text[:n - 1] + "…"
 
 
+def _output(text: str, stopped: bool) -> Text:
+    out = Text(_clip(text))
+    if not stopped:
+        out.append(" [no stop]", style="red")
+    return out
+
+
 def print_report(report: dict, console: Console | None = None) -> None:
     """Print the metrics (side by side with the base model when compared), per task, samples."""
     console = console or Console()
     base = report.get("base")
     title = (f"{report['model']}: {report['n']} records, template {report.get('template')}, "
              f"max {report.get('max_new_tokens')} new tokens")
-    table = Table(title=title, title_justify="left")
+    table = Table(title=Text(title), title_justify="left")
     table.add_column("metric")
     if base:
         table.add_column("base", justify="right")
@@ -56,7 +65,7 @@ def print_report(report: dict, console: Console | None = None) -> None:
         if base:
             d = report[key] - base[key]
             cells += [fmt(key, base[key]), fmt(key, report[key]),
-                      f"[{_delta_style(key, d)}]{fmt(key, d, signed=True)}[/]"]
+                      Text(fmt(key, d, signed=True), style=_delta_style(key, d))]
         else:
             cells.append(fmt(key, report[key]))
         table.add_row(*cells)
@@ -64,11 +73,11 @@ def print_report(report: dict, console: Console | None = None) -> None:
 
     if report.get("by_task"):
         tasks = Table(title="per task" + (" (base → tuned)" if base else ""), title_justify="left")
-        for col in ("task", "n", *(ROWS[k][0].split(" (")[0] for k in TASK_COLS)):
+        for col in ("task", "n", *TASK_COLS.values()):
             tasks.add_column(col, justify="left" if col == "task" else "right")
         for task, m in report["by_task"].items():
             b = (base or {}).get("by_task", {}).get(task)
-            cells = [task, str(m["n"])]
+            cells = [Text(task), str(m["n"])]
             for k in TASK_COLS:
                 cells.append(f"{fmt(k, b[k])} → {fmt(k, m[k])}" if b else fmt(k, m[k]))
             tasks.add_row(*cells)
@@ -79,11 +88,14 @@ def print_report(report: dict, console: Console | None = None) -> None:
         for col in ("instruction", "reference", *(("base",) if base else ()), "tuned" if base else "output"):
             samples.add_column(col, overflow="fold")
         for s in report["samples"]:
-            prompt = s["instruction"] + (f"\n[dim]{s['input']}[/]" if s.get("input") else "")
-            cells = [_clip(prompt), _clip(s["reference"])]
+            # Text objects, not markup: model output may contain "[...]" that rich would parse.
+            prompt = Text(_clip(s["instruction"]))
+            if s.get("input"):
+                prompt.append("\n" + _clip(s["input"]), style="dim")
+            cells = [prompt, Text(_clip(s["reference"]))]
             if base:
-                cells.append(_clip(s["base_output"]) + ("" if s["base_stopped"] else " [red][no stop][/]"))
-            cells.append(_clip(s["output"]) + ("" if s["stopped"] else " [red][no stop][/]"))
+                cells.append(_output(s["base_output"], s["base_stopped"]))
+            cells.append(_output(s["output"], s["stopped"]))
             samples.add_row(*cells)
         console.print(samples)
 
@@ -108,7 +120,7 @@ def to_markdown(report: dict) -> str:
         lines += ["| metric | value |", "|---|---:|"]
         lines += [f"| {label} | {fmt(k, report[k])} |" for k, (label, _, _) in ROWS.items() if k in report]
     if report.get("by_task"):
-        heads = [ROWS[k][0].split(" (")[0] for k in TASK_COLS]
+        heads = list(TASK_COLS.values())
         lines += ["", "### Per task" + (" (base → tuned)" if base else ""), "",
                   "| task | n | " + " | ".join(heads) + " |", "|---|---:|" + "---:|" * len(heads)]
         for task, m in report["by_task"].items():
@@ -121,8 +133,9 @@ def to_markdown(report: dict) -> str:
                   "|" + "---|" * len(cols)]
         for s in report["samples"]:
             cells = [s["instruction"] + (f"\n{s['input']}" if s.get("input") else ""), s["reference"]]
-            if base:
-                cells.append(s["base_output"])
-            cells.append(s["output"])
-            lines.append("| " + " | ".join(_md_escape(c) for c in cells) + " |")
+            cells = [_md_escape(c) for c in cells]
+            outs = [("base_output", "base_stopped")] if base else []
+            for text, stopped in [*outs, ("output", "stopped")]:
+                cells.append(_md_escape(s[text]) + ("" if s[stopped] else " *(no stop)*"))
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

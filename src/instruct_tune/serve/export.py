@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..data.records import Message
 from ..errors import ConfigError
-from ..evaluate.generate import Generator, _tokenizer_dir, err, resolve_template
+from ..evaluate.generate import Generator, err, resolve_template, tokenizer_dir
 
 # Conversations on which the exported chat_template must reproduce our prompt ids.
 PROBES: tuple[tuple[Message, ...], ...] = (
@@ -52,9 +52,25 @@ def check_chat_template(tokenizer, gen: Generator) -> list[str]:
         if list(theirs) != ours:
             rendered = tokenizer.apply_chat_template([_as_dict(m) for m in probe], tokenize=False,
                                                      add_generation_prompt=True)
-            problems.append(f"{[m.role for m in probe]}: chat_template renders {rendered!r}, "
-                            f"training renders {text!r}")
+            what = (f"chat_template renders {rendered!r}, training renders {text!r}" if rendered != text
+                    else f"same text, but ids {list(theirs)[:8]}... instead of {ours[:8]}...")
+            problems.append(f"{[m.role for m in probe]}: {what}")
     return problems
+
+
+def chat_template_for(tokenizer, gen: Generator) -> str:
+    """The template's Jinja, led by `{{ bos_token }}` when our prompts start with a BOS the template
+    text lacks: apply_chat_template tokenizes without adding special tokens (as Llama-3's own
+    template does, the BOS must come from the template)."""
+    jinja = gen.template.to_chat_template()
+    bos = tokenizer.bos_token_id
+    probe = [Message("user", "Hi")]
+    if bos is None or gen.encode(probe)[:1] != [bos]:
+        return jinja
+    rendered = tokenizer.apply_chat_template([_as_dict(m) for m in probe], chat_template=jinja,
+                                             tokenize=True, add_generation_prompt=True,
+                                             return_dict=False)
+    return jinja if list(rendered)[:1] == [bos] else "{{ bos_token }}" + jinja
 
 
 def _prepare_out(src: Path, out: Path, overwrite: bool) -> None:
@@ -78,7 +94,7 @@ def export(model_dir: str | os.PathLike, out: str | os.PathLike, *, merge: bool 
     if not src.is_dir():
         raise ConfigError(f"{src} is not a directory; export expects a trained run's final/ directory.")
     _prepare_out(src, out, overwrite)
-    tokenizer = load_tokenizer(_tokenizer_dir(src), trust_remote_code=trust_remote_code)
+    tokenizer = load_tokenizer(tokenizer_dir(src), trust_remote_code=trust_remote_code)
     tmpl = resolve_template(src, tokenizer, template)
     model = load_model(src, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     lora = is_adapter_dir(src)
@@ -86,7 +102,7 @@ def export(model_dir: str | os.PathLike, out: str | os.PathLike, *, merge: bool 
         model = model.merge_and_unload()
     gen = Generator(model, tokenizer, tmpl, name=str(src), device="cpu")
 
-    tokenizer.chat_template = tmpl.to_chat_template()
+    tokenizer.chat_template = chat_template_for(tokenizer, gen)
     problems = check_chat_template(tokenizer, gen)
     if problems:
         err.print("[yellow]warning:[/] the exported chat_template does not reproduce the training "

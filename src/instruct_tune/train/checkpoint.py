@@ -11,6 +11,7 @@ weights_only=True (accelerate's default), so a checkpoint cannot run code.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -84,7 +85,14 @@ def save_checkpoint(accelerator, out: Path, step: int, state: dict, keep: int) -
         for stale in root.glob(".tmp-step-*"):  # left by a run killed mid-write
             shutil.rmtree(stale, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
+    # accelerate warns on every save that tied weights (lm_head = embeddings) are stored once.
+    quiet = logging.getLogger("accelerate.utils.other")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        accelerator.save_state(str(tmp))
+    finally:
+        quiet.setLevel(level)
     test_signal(f"checkpoint:{step}")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:

@@ -5,8 +5,8 @@ loop (loop.py), save final/ and, with --eval-data, evaluate it.
     run(cfg) -> int        the CLI entry (exit 130 after Ctrl-C, with how to resume)
 
 Distributed: the same command runs under `torchrun --nproc-per-node N -m instruct_tune.cli train`
-or `accelerate launch -m instruct_tune.cli train ...`; FSDP and DeepSpeed come from the accelerate
-config (`accelerate config`), not from flags here.
+or `accelerate launch -m instruct_tune.cli train ...` (DDP). FSDP comes from the accelerate config
+(`accelerate config`), not from flags here. DeepSpeed is refused for now (see train()).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from .schedule import make_scheduler
 
 # Options that may change between a run and its --resume; anything else must match config.yaml.
 RESUMABLE_CHANGES = {"resume", "overwrite", "quiet", "log_every", "save_every", "keep_checkpoints",
-                     "eval_every", "max_time", "max_steps", "epochs", "cache_dir"}
+                     "eval_every", "max_time", "max_steps", "epochs", "cache_dir", "out"}
 
 
 def run(cfg: TrainConfig) -> int:
@@ -142,6 +142,11 @@ def train(cfg: TrainConfig) -> Path:
     # cpu=True on machines without an accelerator: accelerate then uses gloo under torchrun.
     acc = Accelerator(mixed_precision="bf16" if cfg.precision == "bf16" else "no",
                       step_scheduler_with_optimizer=False, cpu=not _has_accelerator())
+    if acc.distributed_type.value == "DEEPSPEED":
+        # accelerate's DeepSpeed engine steps inside backward(): that would bypass the NaN check
+        # before each update and our token-normalized accumulation.
+        raise ConfigError("DeepSpeed is not supported by instruct-tune's loop yet. Use FSDP "
+                          "(`accelerate config` -> FSDP) or plain DDP.")
     main = acc.is_main_process
     say = console.print if main else (lambda *a, **k: None)
     set_seed(cfg.seed)

@@ -1,0 +1,97 @@
+"""Before/after evaluation: API report, `instruct-tune eval` JSON/--out/rich output, Markdown."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from instruct_tune.cli import main
+from instruct_tune.data.records import Record, Source
+from instruct_tune.errors import DataError
+from instruct_tune.evaluate.compare import evaluate
+from instruct_tune.evaluate.report import to_markdown
+from tests.evaluate import tuned
+
+KEYS = {"n", "stop_rate", "template_leak_rate", "exact_match", "normalized_exact_match", "rouge_l",
+        "mean_length", "p95_length", "by_task"}
+
+
+@pytest.fixture(scope="module")
+def report(tuned_dir, base_dir):
+    return evaluate(tuned_dir, tuned.RECORDS, compare=base_dir, max_new_tokens=12, batch_size=2)
+
+
+def test_tuned_beats_base(report):
+    n = len(tuned.RECORDS)
+    assert set(report) >= KEYS and set(report["base"]) >= KEYS
+    assert report["n"] == report["base"]["n"] == n
+    assert report["stop_rate"] == 1.0 and report["exact_match"] == 1.0 and report["rouge_l"] == 1.0
+    assert report["base"]["stop_rate"] < 1.0 and report["base"]["exact_match"] == 0.0
+    assert report["delta"]["exact_match"] == pytest.approx(1.0)
+    assert report["template"] == "alpaca"
+
+
+def test_per_task_and_rows(report):
+    tasks = [r.meta["task"] for r in tuned.RECORDS]
+    assert set(report["by_task"]) == set(report["base"]["by_task"]) == set(tasks)
+    assert {t: m["n"] for t, m in report["by_task"].items()} == {t: tasks.count(t) for t in set(tasks)}
+    assert [r["output"] for r in report["rows"]] == [r.output for r in tuned.RECORDS]
+    assert all(not row["base_stopped"] for row in report["rows"] if row["base_length"] == 12)
+    assert len(report["samples"]) == 3
+
+
+def test_markdown_has_the_side_by_side(report):
+    md = to_markdown(report)
+    assert "| metric | base | tuned | Δ |" in md
+    assert "+100.0%" in md  # exact match went from 0 to 100%
+    assert "### Per task" in md and "| qa | 3 |" in md
+    assert "What is the capital of France?" in md
+
+
+def test_cli_json_and_out(tuned_dir, base_dir, eval_file, tmp_path, capsys):
+    out = tmp_path / "sub" / "report.json"
+    code = main(["eval", "--model", str(tuned_dir), "--data", str(eval_file), "--compare", str(base_dir),
+                 "--json", "--out", str(out), "--max-new-tokens", "8"])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert {"n", "stop_rate", "template_leak_rate", "exact_match", "rouge_l", "by_task"} <= set(printed)
+    assert {"n", "stop_rate", "template_leak_rate", "exact_match", "rouge_l", "by_task"} <= set(printed["base"])
+    assert printed["exact_match"] == 1.0 and set(printed["by_task"]) == {"qa", "count"}
+    assert "rows" not in printed
+    written = json.loads(out.read_text())
+    assert len(written["rows"]) == len(tuned.RECORDS)
+    assert written["rows"][0]["source"].endswith("eval.jsonl:1")
+
+
+def test_cli_tables(tuned_dir, eval_file, capsys):
+    assert main(["eval", "--model", str(tuned_dir), "--data", str(eval_file), "--max-new-tokens", "8"]) == 0
+    text = capsys.readouterr().out
+    assert "stops" in text and "ROUGE-L" in text and "100.0%" in text and "per task" in text
+    assert "Paris" in text
+
+
+def test_cli_needs_model_and_data(eval_file, capsys):
+    assert main(["eval", "--data", str(eval_file)]) == 2
+    assert "--model" in capsys.readouterr().err
+
+
+def test_prompt_longer_than_context_names_the_row(tuned_dir):
+    long = Record.alpaca("word " * 600, "x", source=Source("held.jsonl", 7))
+    with pytest.raises(DataError, match=r"held.jsonl:7"):
+        evaluate(tuned_dir, [tuned.RECORDS[0], long], max_new_tokens=4)
+    report = evaluate(tuned_dir, [tuned.RECORDS[0], long], max_new_tokens=4, skip_invalid=True)
+    assert report["n"] == 1
+
+
+def test_tables_survive_zero_deltas_and_brackets(report):
+    from rich.console import Console
+
+    from instruct_tune.evaluate.report import print_report
+
+    same = {**report, "base": {**report, "model": "base[1]"}, "model": "[bold]tuned"}
+    same["samples"] = [{**report["samples"][0], "output": "[/] [red]x", "base_output": "[b]"}]
+    console = Console(record=True, width=200)
+    print_report(same, console)
+    text = console.export_text()
+    assert "+0.0%" in text and "[/] [red]x" in text and "[bold]tuned" in text
