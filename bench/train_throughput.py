@@ -83,7 +83,7 @@ def report(data: dict, results: dict[str, dict], peak: float, args) -> dict:
     ok = {k: r for k, r in results.items() if "error" not in r}
     for r in ok.values():
         r["tps"] = data["trained"] / r["window_s"]
-        r["mfu"] = data["flops"] / r["window_s"] / max(peak, r["peak_flops"])
+        r["mfu"] = data["flops"] / r["window_s"] / r["peak_flops"]  # peak measured in that process
     trl = [k for k in ok if k.startswith("trl")]
     best_trl = max(trl, key=lambda k: ok[k]["tps"]) if trl else None
     print(f"\nvocab {data['vocab']}: {data['rows']} rows, {data['tokens']} tokens/epoch, "

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
+import tyro
 import yaml
 from tyro.conf import Positional
 
@@ -56,8 +57,8 @@ class InspectConfig(DataOptions, ModelOptions):
     """Data file (JSON, JSONL, CSV, Parquet) or a datasets name/directory."""
     model: str = ""
     """Model directory or hub name whose tokenizer is used."""
-    n: int = 3
-    """How many rows to show."""
+    n: Annotated[int | None, tyro.conf.arg(aliases=["-n"])] = None
+    """How many rows to show (default 3; with --json every row). 0 shows all."""
     json: bool = False
     """Print one JSON object per row (input_ids, labels, text) instead of the coloured view."""
 
@@ -81,7 +82,7 @@ class TrainConfig(DataOptions, ModelOptions):
     max_steps: int | None = None
     """Stop after this many optimizer steps."""
     max_time: str | None = None
-    """Wall-clock budget, e.g. '300s', '20m', '2h'."""
+    """Wall-clock budget of this session, e.g. '300s', '20m', '2h'; the final model is saved when it runs out."""
     lr: float | None = None
     """Peak learning rate (default: 2e-5 full fine-tuning, 2e-4 LoRA)."""
     batch_size: int = 8
@@ -113,7 +114,7 @@ class TrainConfig(DataOptions, ModelOptions):
     keep_checkpoints: int = 3
     """Keep only the newest K checkpoints."""
     resume: bool = False
-    """Continue from the newest complete checkpoint in --out."""
+    """Continue from the newest complete checkpoint in --out (e.g. --config DIR/config.yaml --resume)."""
     overwrite: bool = False
     """Allow writing into a non-empty --out (its old contents are removed)."""
     skip_nonfinite: bool = False
@@ -174,6 +175,8 @@ class ExportConfig(ModelOptions):
     merge: bool = True
     """Merge a LoRA adapter into the base weights."""
     overwrite: bool = False
+    template: str | None = None
+    """Used only when the model directory has no saved template."""
 
 
 @dataclass

@@ -95,3 +95,20 @@ def test_tables_survive_zero_deltas_and_brackets(report):
     print_report(same, console)
     text = console.export_text()
     assert "+0.0%" in text and "[/] [red]x" in text and "[bold]tuned" in text
+
+
+def test_compare_when_tuning_added_the_template_tokens(base_dir, tmp_path):
+    """chatml on a llama base: tuning added <|im_start|>/<|im_end|>, the base tokenizer lacks them."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from instruct_tune.data.templates import get_template
+
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    model.resize_token_embeddings(len(tok))
+    model.save_pretrained(tmp_path / "tuned")
+    tok.save_pretrained(tmp_path / "tuned")
+    get_template("chatml").save(tmp_path / "tuned")
+    report = evaluate(tmp_path / "tuned", tuned.RECORDS[:2], compare=base_dir, max_new_tokens=4)
+    assert report["template"] == "chatml" and report["base"]["n"] == 2

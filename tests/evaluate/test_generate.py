@@ -57,11 +57,12 @@ def test_raw_keeps_special_tokens_for_leak_detection():
     assert "<|im_start|>" in out.raw and "<|im_start|>" not in out.text
 
 
-def test_context_limit_caps_new_tokens_and_rejects_long_prompts(model_dirs):
+def test_context_limit_caps_new_tokens_and_rejects_long_prompts(model_dirs, capsys):
     gen = Generator.load(model_dirs["gpt2"], template="alpaca")  # learned positions: overflow crashes
     prompt = gen.encode([Message("user", "Say yes.")])
     gen.context = len(prompt) + 5
     assert gen.generate([prompt], max_new_tokens=50)[0].length == 5
+    assert "1 prompt(s) left room for fewer than 50" in capsys.readouterr().err
     gen.context = len(prompt)
     with pytest.raises(ConfigError, match="context"):
         gen.generate([prompt], max_new_tokens=5)

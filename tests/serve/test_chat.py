@@ -79,6 +79,16 @@ def test_old_turns_are_dropped_to_fit_the_context(chatml_dir):
     assert "dropped 1 old exchange" in "".join(out)
 
 
+def test_too_long_message_is_reported_and_chat_goes_on(tuned_dir):
+    gen = Generator.load(tuned_dir)
+    gen.context = 40
+    out: list[str] = []
+    assert chat_loop(gen, read=feed("word " * 60, "Say yes."), write=out.append,
+                     sampling={"max_new_tokens": 4}) == 0
+    text = "".join(out)
+    assert "does not fit the model's context" in text and "yes\n" in text
+
+
 def test_ctrl_c_stops_an_answer_then_quits_at_the_prompt(tuned_dir):
     gen = Generator.load(tuned_dir)
     calls = []

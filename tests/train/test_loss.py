@@ -142,6 +142,20 @@ def test_chunking_is_exact_and_bf16_is_close():
     assert abs(l16.item() - ref.item()) < 0.02 * abs(ref.item())
 
 
+def test_autocast_bf16_close_to_hf():
+    model = build_model("llama", VOCAB)
+    batch = collate(examples(SPECS), 0, packed=True, max_length=32)
+    padded = collate(examples(SPECS), 0, packed=False, max_length=32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours, _ = loss_sum(model, batch)
+        ref = hf_loss_sum(model, padded)
+    g_ours, g_ref = grads(model, ours), grads(model, ref)
+    assert abs(ours.item() - ref.item()) < 0.01 * abs(ref.item())
+    for name, g in g_ref.items():
+        assert g_ours[name].dtype == torch.float32
+        assert (g_ours[name] - g).norm() <= 0.05 * g.norm() + 1e-6, name
+
+
 def test_softcapped_and_scaled_logits_match_hf():
     from transformers import CohereConfig, CohereForCausalLM, Gemma2Config, Gemma2ForCausalLM
 

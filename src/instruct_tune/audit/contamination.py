@@ -20,7 +20,7 @@ from ..data.records import Record
 from .context import AuditData
 from .findings import Example, Finding, LeverReport, pct, snippet
 from .neardup import Shingles, best_matches
-from .words import Tokens, ngram_hashes, norm
+from .words import Tokens, ngram_hashes, norm, words
 
 NEAR_JACCARD = 0.8
 NGRAM = 13
@@ -63,18 +63,24 @@ def contamination_lever(d: AuditData, eval_records: list[Record]) -> LeverReport
     if len(ev_h):
         tr_h, tr_rows = ngram_hashes(Tokens.of([_full(r) for r in d.records], None), NGRAM,
                                      whole_if_shorter=False)
-        hit = np.isin(tr_h, ev_h)
+        ev_sorted = np.unique(ev_h)  # searchsorted into the small eval side: no sort of training
+        pos = np.minimum(np.searchsorted(ev_sorted, tr_h), len(ev_sorted) - 1)
+        hit = ev_sorted[pos] == tr_h
         first_train: dict[int, int] = {}
         for h, t in zip(tr_h[hit].tolist(), tr_rows[hit].tolist(), strict=True):
             first_train.setdefault(h, t)
         shared = np.isin(ev_h, np.fromiter(first_train, dtype=np.uint64, count=len(first_train)))
         per_row = np.bincount(ev_rows[shared], minlength=m)
         totals = np.bincount(ev_rows, minlength=m)
+        row_start = np.searchsorted(ev_rows, np.arange(m))
         for k in np.nonzero(shared)[0].tolist():
             e = int(ev_rows[k])
             if e not in match:
+                off = k - int(row_start[e])  # window offset within the row's words
+                gram = " ".join(words(_full(eval_records[e]))[off: off + NGRAM])
                 match[e] = ("ngram", first_train[int(ev_h[k])],
-                            f"{per_row[e]} of {totals[e]} 13-grams found in training")
+                            f"{per_row[e]} of {totals[e]} 13-grams found in training, e.g. "
+                            f"'{gram}'")
 
     findings = []
     kinds = [("exact", "error", "contaminated_exact",

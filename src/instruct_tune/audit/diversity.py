@@ -12,6 +12,8 @@ Two views, both weighted by rows (a task that fills half the rows is half of wha
 from __future__ import annotations
 
 import math
+
+import numpy as np
 from collections import Counter
 
 from .context import AuditData
@@ -20,6 +22,9 @@ from .neardup import Shingles, leader_clusters
 from .words import ngram_hashes
 
 CLUSTER_JACCARD = 0.5
+STOPWORDS = ("a an the of to in on for with and or but is are be this that these those it its "
+             "me my you your i we our as at by from about into than then so such can could would "
+             "should will please given following").split()
 DOMINANT_VERB = 0.5  # one verb in half the rows: a single-task set
 MIN_EFFECTIVE = 5  # fewer than 5 effective task types: a few tasks dominate
 DOMINANT_CLUSTER = 1 / 3  # one cluster of near-template instructions in a third of the rows
@@ -97,7 +102,8 @@ def _clusters(d: AuditData) -> tuple[list[Finding], dict]:
     if not groups:
         return [], {"clusters": 0}
     hashes, rows = ngram_hashes(d.instruction_tokens, 1)
-    sh = Shingles(hashes, rows, len(groups), seed=1)
+    content = ~np.isin(hashes, d.vocab.hashes(STOPWORDS))  # cluster on what is asked, not "the"
+    sh = Shingles(hashes[content], rows[content], len(groups), seed=1)
     clusters = leader_clusters(sh, CLUSTER_JACCARD, [len(g) for g in groups])
     sized = sorted(((sum(len(groups[m]) for m in c), c) for c in clusters), key=lambda x: -x[0])
     top10 = sum(s for s, _ in sized[:10])

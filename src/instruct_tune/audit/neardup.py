@@ -185,7 +185,7 @@ def leader_clusters(sh: Shingles, threshold: float, weight: list[int]) -> list[l
     """Greedy clusters: in row order, each row joins its most similar earlier leader (MinHash
     estimate >= threshold) or becomes a leader. Every member is similar to its leader (the first
     element), so similarity does not chain across a cluster; the work is linear in the rows."""
-    pairs = self_candidates(sh, cap=4)
+    pairs = self_candidates(sh, cap=2)
     leader_of = list(range(sh.n))
     for i, j, _ in _ranked(pairs, estimate(sh.sig, sh.sig, pairs), threshold, by=1):
         if leader_of[j] == j and leader_of[i] == i:  # j not yet placed, i is a leader

@@ -79,10 +79,11 @@ def phrasing_lever(d: AuditData) -> LeverReport:
              **findings[-1].stats}
     adjective = ("Varied" if near.share < SIMILAR_WARN and rouge.share < SIMILAR_WARN
                  and reused_rows < REUSE_WARN * n else "Repetitive")
+    dups = f"; {len(dup_of):,} exact duplicate rows" if dup_of else ""
     verdict = (f"{adjective}: {len(distinct):,} distinct instructions in {n:,} rows; "
                f"{pct(near.share)} near-duplicated (Jaccard >= {NEAR_JACCARD}), "
                f"{pct(rouge.share)} with a ROUGE-L >= {ROUGE_L} neighbour"
-               f"{' (estimated)' if rouge.stats.get('sampled') else ''}.")
+               f"{' (estimated)' if rouge.stats.get('sampled') else ''}{dups}.")
     return LeverReport("phrasing_diversity", verdict, findings, stats)
 
 

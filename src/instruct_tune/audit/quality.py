@@ -74,12 +74,28 @@ def cut_off(text: str) -> str:
 
 
 def _finding(d: AuditData, code, severity, rows, message, advice, field_="output",
-             pair_of=None, **stats) -> Finding | None:
+             show=None) -> Finding | None:
+    """A finding over `rows`; `show(i)` picks the example text (default: the start of field_)."""
     if not rows:
         return None
+    examples = examples_of(d.records, rows, field_)
+    if show is not None:
+        for e, i in zip(examples, rows, strict=False):
+            e.text = show(i)
     return Finding(code, severity, message.format(n=len(rows), share=pct(len(rows) / d.n)),
-                   len(rows), d.n, advice, examples_of(d.records, rows, field_, pair_of),
-                   [d.records[i].source for i in rows], stats)
+                   len(rows), d.n, advice, examples, [d.records[i].source for i in rows])
+
+
+def _around(text: str, pattern: re.Pattern) -> str:
+    m = pattern.search(text)
+    if not m:
+        return snippet(text)
+    return f"{m.group()!r} in: …{snippet(text[max(0, m.start() - 40): m.end() + 40], 110)}"
+
+
+def _tail(text: str) -> str:
+    flat = " ".join(text.split())
+    return "…" + flat[-90:] if len(flat) > 90 else flat
 
 
 def quality_lever(d: AuditData, special_tokens: list[str] | None = None) -> LeverReport:
@@ -122,13 +138,15 @@ def quality_lever(d: AuditData, special_tokens: list[str] | None = None) -> Leve
                  "{n} output(s) contain template or chat markers (### Response:, <|im_start|>, </s>).",
                  "They teach the model to write the next turn itself, and special-token text such "
                  "as </s> is tokenized as a real end-of-text. Strip them: they usually mean rows "
-                 "were exported already templated or split wrongly."),
+                 "were exported already templated or split wrongly.",
+                 show=lambda i: _around(recs[i].output, marker)),
         _finding(d, "echoes_instruction", "error", echo, "{n} output(s) repeat the instruction.",
                  "Teaches the model to parrot the prompt. Usually a column-mapping mistake."),
         _finding(d, "template_marker_in_prompt", "warning", mark_prompt,
                  "{n} instruction(s)/input(s) contain template or chat markers.",
                  "The prompt would contain fake turn boundaries; pass raw text and let the "
-                 "template add the markers.", field_="instruction"),
+                 "template add the markers.",
+                 show=lambda i: _around(recs[i].instruction + "\n" + recs[i].input, marker)),
         _finding(d, "placeholder_text", "warning", placeholder,
                  "{n} row(s) have a placeholder as output or input (<nooutput>, <noinput>, N/A, ...).",
                  "Placeholders are learned literally (Alpaca has '<nooutput>' rows). Remove them, "
@@ -142,11 +160,13 @@ def quality_lever(d: AuditData, special_tokens: list[str] | None = None) -> Leve
         _finding(d, "cut_off_output", "warning", cut,
                  "{n} output(s) ({share}) stop mid-sentence (a dangling 'and'/'the', a trailing "
                  "comma) or leave a code block open.",
-                 "Often generation that hit a token limit; the model learns to stop mid-thought."),
+                 "Often generation that hit a token limit; the model learns to stop mid-thought.",
+                 show=lambda i: _tail(recs[i].output)),
         _finding(d, "unterminated_output", "info", unterminated,
                  "{n} prose output(s) end without final punctuation.",
                  "Could be cut off at a word boundary, or just informal writing: look at the "
-                 "examples. Many at similar lengths would point to a generation limit."),
+                 "examples. Many at similar lengths would point to a generation limit.",
+                 show=lambda i: _tail(recs[i].output)),
         _finding(d, "short_long_form_output", "warning", short,
                  "{n} output(s) have at most 2 words for an explain/describe or write-an-essay/story/... "
                  "instruction.",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.records import Source
+from ..data.validate import summarize_problems
 from .context import AuditData
 from .findings import Example, Finding, LeverReport, snippet
 
@@ -68,6 +69,7 @@ def size_lever(d: AuditData) -> LeverReport:
     if d.tokens is not None:
         lengths = list(d.tokens.lengths)
         stats |= {"tokens_total": sum(lengths), "tokens_per_row": _dist(lengths),
+                  "rows_fitting_max_length": len(lengths),
                   "trained_tokens_total": sum(d.tokens.trained)}
     severity, scale, advice = _scale(unique_prompts)
     dup_note = (f"; {n:,} rows, but only {unique_prompts:,} distinct prompts"
@@ -79,7 +81,9 @@ def size_lever(d: AuditData) -> LeverReport:
         rows = [Source(p.path, p.line or 0) for p in d.skipped]
         findings.append(Finding(
             "invalid_rows", "warning",
-            f"{len(d.skipped):,} invalid row(s) were skipped and are not audited.", len(d.skipped),
+            f"{len(d.skipped):,} invalid row(s) were skipped and are not audited: "
+            + ", ".join(f"{why} ({k})" for why, k in summarize_problems(d.skipped)[:4]) + ".",
+            len(d.skipped),
             total, "Fix them or drop them on purpose; train stops on them unless --skip-invalid.",
             examples=[Example(src, snippet(f"[{p.field}] {p.message}" if p.field else p.message))
                       for src, p in zip(rows[:5], d.skipped[:5], strict=True)],
@@ -87,6 +91,7 @@ def size_lever(d: AuditData) -> LeverReport:
     words = stats["words_per_row"]["median"]
     tokens = (f", median {stats['tokens_per_row']['median']:.0f} tokens per example"
               if d.tokens is not None else "")
+    skipped = f" {len(d.skipped):,} invalid rows skipped." if d.skipped else ""
     verdict = (f"{n:,} rows ({unique_prompts:,} distinct prompts), median {words:.0f} words per "
-               f"row{tokens}: {scale}.")
+               f"row{tokens}: {scale}.{skipped}")
     return LeverReport("size", verdict, findings, stats)

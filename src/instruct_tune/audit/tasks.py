@@ -51,6 +51,7 @@ PARTICLES = {("come", "up"): "come up with", ("figure", "out"): "figure out",
              ("look", "up"): "look up", ("make", "up"): "make up", ("write", "down"): "write down"}
 QUESTION_WORDS = frozenset("what how why when where who whom whose which is are was were do does "
                            "did can could should would will has have am shall may might".split())
+WH = frozenset("what how why when where who whom whose which".split())
 # Framing that precedes the real verb: "Please", "Can you", "I want you to", "Now", ...
 PREFIX = re.compile(
     r"^(?:(?:please|kindly|now|also|then|next|first|finally|briefly|quickly|carefully|"
@@ -138,6 +139,8 @@ def _indirect(sentence: str, raw: str, toks: list[str]) -> tuple[str, str] | Non
         return _with_object(verb, _TOKEN.findall(raw[m.end():]))
     if toks[0] in QUESTION_WORDS:
         return f"{toks[0]}?", ""
+    if toks[0] in FRAMES and len(toks) > 1 and toks[1] in WH:  # "In what genres does ..."
+        return f"{toks[1]}?", ""
     m = _PASSIVE.search(sentence)
     if m:
         w = m.group(1)

@@ -35,6 +35,9 @@ class Vocab:
     def __init__(self) -> None:
         self._h: dict[str, int] = {}
 
+    def hashes(self, ws: list[str]) -> np.ndarray:
+        return np.array(self.ids(ws), dtype=np.uint64)
+
     def ids(self, ws: list[str]) -> list[int]:
         h = self._h
         try:

@@ -2,17 +2,19 @@
 
 Key = sha256 of (code version, record content and sources, tokenizer (its JSON or vocab, special
 tokens, class, a probe encoding), the serialised template, max_length, truncation). A cache entry
-is one uncompressed .npz: flat int32 ids and labels plus offsets, which loads in well under a
+is one uncompressed .npz: flat int32 ids, offsets and the masked (-100) runs, which loads in well under a
 second for 52k rows. Writes go to a temporary file that is renamed into place, so a crash or two
 concurrent runs never leave a half-written entry behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,7 @@ import numpy as np
 from ..errors import Problem
 from .records import Record, Source
 
-CACHE_VERSION = "1"  # bump whenever tokenize.py would produce different ids or labels
+CACHE_VERSION = "2"  # bump whenever tokenize.py would produce different ids or labels
 ENV_VAR = "INSTRUCT_TUNE_CACHE"
 
 
@@ -36,10 +38,15 @@ def open_cache(cache_dir: str | os.PathLike | None) -> TokenCache | None:
 
 
 def records_digest(records: list[Record]) -> str:
-    rows = [(r.source.path, r.source.line, [(m.role, m.content, m.input) for m in r.messages])
-            for r in records]
-    blob = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+    """Content hash of the records and their sources (fast: one join, lengths keep it unambiguous)."""
+    parts: list[str] = []
+    for r in records:
+        parts += (r.source.path, str(r.source.line), str(len(r.messages)))
+        for m in r.messages:
+            parts += (m.role, m.content, m.input)
+    h = hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass"))
+    h.update(np.fromiter(map(len, parts), dtype=np.int64, count=len(parts)).tobytes())
+    return h.hexdigest()
 
 
 def tokenizer_digest(tokenizer) -> str:
@@ -73,43 +80,56 @@ class TokenCache:
 
     def load(self, key: str):
         """The cached ExampleSet, or None on a miss (or an unreadable entry, which is rebuilt)."""
-        from .tokenize import Example, ExampleSet
+        from .tokenize import IGNORE, Example, ExampleSet, gc_paused
 
         path = self.path(key)
         if not path.is_file():
             return None
         try:
             with np.load(path, allow_pickle=False) as z:
-                ids, labels, offsets = z["ids"].tolist(), z["labels"].tolist(), z["offsets"].tolist()
-                src, lines = z["src"].tolist(), z["lines"].tolist()
                 meta = json.loads(str(z["meta"]))
+                if meta.get("version") != CACHE_VERSION:
+                    return None
+                ids, offsets = z["ids"].tolist(), z["offsets"]
+                starts, ends = z["mask_starts"], z["mask_ends"]
+                src, lines = z["src"].tolist(), z["lines"].tolist()
         except (OSError, KeyError, ValueError, json.JSONDecodeError):
             return None
-        if meta.get("version") != CACHE_VERSION:
-            return None
+        # Labels are rebuilt from ids and the masked runs: the same int objects, no second copy.
+        run_lo = np.searchsorted(starts, offsets[:-1]).tolist()
+        run_hi = np.searchsorted(starts, offsets[1:]).tolist()
+        starts, ends, offsets = starts.tolist(), ends.tolist(), offsets.tolist()
         paths = meta["paths"]
-        sources = {}
         examples = []
-        for i in range(len(offsets) - 1):
-            lo, hi = offsets[i], offsets[i + 1]
-            sk = (src[i], lines[i])
-            source = sources.get(sk) or sources.setdefault(sk, Source(paths[src[i]], lines[i]))
-            examples.append(Example(ids[lo:hi], labels[lo:hi], source))
+        with gc_paused():
+            for i, (s, line) in enumerate(zip(src, lines, strict=True)):
+                lo = offsets[i]
+                row = ids[lo:offsets[i + 1]]
+                labels = row.copy()
+                for r in range(run_lo[i], run_hi[i]):
+                    labels[starts[r] - lo:ends[r] - lo] = [IGNORE] * (ends[r] - starts[r])
+                examples.append(Example(row, labels, Source(paths[s], line)))
         dropped = [Problem(**p) for p in meta["dropped"]]
         return ExampleSet(examples, dropped, cached=True)
 
     def save(self, key: str, result) -> Path | None:
         """Write atomically; a cache that can't be written (read-only disk) is only skipped."""
+        from .tokenize import IGNORE
+
         paths: dict[str, int] = {}
         src = [paths.setdefault(e.source.path, len(paths)) for e in result.examples]
         lengths = [len(e.input_ids) for e in result.examples]
-        flat_ids = [x for e in result.examples for x in e.input_ids]
-        flat_labels = [x for e in result.examples for x in e.labels]
+        flat_ids = np.array(list(chain.from_iterable(e.input_ids for e in result.examples)),
+                            dtype=np.int32)
+        masked = np.array(list(chain.from_iterable(e.labels for e in result.examples)),
+                          dtype=np.int32) == IGNORE
+        # Every example ends with a trained stop token, so no masked run spans two examples.
+        edges = np.diff(np.concatenate([[0], masked.astype(np.int8), [0]]))
         meta = {"version": CACHE_VERSION, "paths": list(paths),
                 "dropped": [p.__dict__ for p in result.dropped]}
         buf = io.BytesIO()
-        np.savez(buf, ids=np.asarray(flat_ids, dtype=np.int32),
-                 labels=np.asarray(flat_labels, dtype=np.int32),
+        np.savez(buf, ids=flat_ids, mask_starts=np.flatnonzero(edges == 1).astype(np.int64),
+                 mask_ends=np.flatnonzero(edges == -1).astype(np.int64),
                  offsets=np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64),
                  src=np.asarray(src, dtype=np.int32),
                  lines=np.asarray([e.source.line for e in result.examples], dtype=np.int64),
@@ -121,6 +141,7 @@ class TokenCache:
             tmp.write_bytes(buf.getvalue())
             os.replace(tmp, path)
         except OSError:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
             return None
         return path

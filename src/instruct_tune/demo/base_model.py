@@ -148,7 +148,7 @@ def build_base_model(spec: BaseSpec = FULL, cache: Path | None = None, progress=
     tokenizer.save_pretrained(tmp)
     info = {"spec": asdict(spec), "corpus_tokens": len(tokens), "params": model.num_parameters(),
             "first_loss": losses[0], "final_loss": sum(losses[-20:]) / len(losses[-20:]),
-            "seconds": round(time.time() - start, 1)}
+            "seconds": round(time.time() - start, 1), "losses": [round(x, 4) for x in losses]}
     (tmp / "demo_base.json").write_text(json.dumps(info, indent=2))
     try:
         tmp.rename(out)

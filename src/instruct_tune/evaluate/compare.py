@@ -39,6 +39,21 @@ def _prompts(gen: Generator, records: Sequence[Record], skip_invalid: bool) -> t
     return prompts, keep
 
 
+def _base_with_tokenizer(path, tokenizer, template, load: dict) -> Generator:
+    """The base model prompted through the tuned tokenizer, embeddings grown for the added tokens
+    (rows it has never trained: exactly the 'before' state of those tokens)."""
+    from ..train.model import load_model
+
+    model = load_model(path, **load)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    if model.get_input_embeddings().num_embeddings < len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer))
+    err.print(f"[dim]note: the base model {path} is prompted through the tuned tokenizer, which has "
+              "the template's added tokens.[/]")
+    return Generator(model, tokenizer, template, name=str(path))
+
+
 def _run_model(gen: Generator, prompts: list, records: Sequence[Record], sampling: dict,
                batch_size: int, progress: bool) -> tuple[dict, list[Generation]]:
     gens = gen.generate(prompts, batch_size=batch_size, progress=progress, **sampling)
@@ -81,13 +96,16 @@ def evaluate(model_dir: str | os.PathLike, records: Sequence[Record], *,
     tmpl = gen.template
     report, outs = _run_model(gen, prompts, kept, sampling, batch_size, progress)
     report = {"template": getattr(tmpl, "name", "?"), **sampling, **report}
-    markers = gen.markers
+    markers, tuned_tokenizer = gen.markers, gen.tokenizer
     _release(gen)
 
     base_outs: list[Generation] | None = None
     if compare is not None:
         # The base model gets the tuned model's template: the question is what tuning changed.
-        base = Generator.load(compare, template=tmpl, **load)
+        try:
+            base = Generator.load(compare, template=tmpl, **load)
+        except ConfigError:  # tuning added the template's tokens, which the base tokenizer lacks
+            base = _base_with_tokenizer(compare, tuned_tokenizer, tmpl, load)
         base_prompts = base.encode_many([r.prompt_messages() for r in kept])
         report["base"], base_outs = _run_model(base, base_prompts, kept, sampling, batch_size, progress)
         report["delta"] = difference(report, report["base"])

@@ -178,6 +178,7 @@ class Generator:
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
         results: list[Generation | None] = [None] * len(prompts)
         device = next(self.model.parameters()).device
+        capped = 0
         with _progress(progress, len(prompts), f"generating ({Path(self.name).name})") as advance:
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
@@ -188,12 +189,17 @@ class Generator:
                     p = list(prompts[i])
                     ids[row, width - len(p):] = torch.tensor(p, dtype=torch.long)
                     mask[row, width - len(p):] = 1
-                cfg = self._config(self._room(width, max_new_tokens), temperature, top_p)
+                room = self._room(width, max_new_tokens)
+                capped += len(idx) if room < max_new_tokens else 0
+                cfg = self._config(room, temperature, top_p)
                 out = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
                                           generation_config=cfg)
                 for row, i in enumerate(idx):
                     results[i] = self._finish(out[row, width:].tolist())
                 advance(len(idx))
+        if capped:
+            err.print(f"[yellow]warning:[/] {capped} prompt(s) left room for fewer than {max_new_tokens} "
+                      f"new tokens in the model's {self.context}-token context; they got less.")
         return results  # type: ignore[return-value]
 
     @torch.inference_mode()

@@ -84,6 +84,9 @@ def chat_loop(gen: Generator, *, read: Callable[[str], str] = input,
         except KeyboardInterrupt:
             write("\n(interrupted)\n")
             continue
+        except ConfigError as e:  # e.g. a message longer than the context: say so, keep chatting
+            write(f"({e})\n")
+            continue
         write("\n" if out.stopped else "\n(no stop token within --max-new-tokens)\n")
         if multi:
             history += [user, Message("assistant", out.text)]
@@ -99,6 +102,10 @@ def run(cfg) -> int:
         raise ConfigError("chat needs a model directory: instruct-tune chat DIR")
     gen = Generator.load(cfg.model, template=cfg.template, trust_remote_code=cfg.trust_remote_code,
                          allow_pickle=cfg.allow_pickle)
+    try:  # line editing and history for input() in a terminal
+        import readline  # noqa: F401
+    except ImportError:  # pragma: no cover - Windows
+        pass
     sampling = {"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
                 "top_p": cfg.top_p}
     return chat_loop(gen, system=cfg.system, sampling=sampling)

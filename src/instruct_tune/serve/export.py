@@ -35,18 +35,21 @@ def _as_dict(m: Message) -> dict:
     return d
 
 
-def check_chat_template(tokenizer, gen: Generator) -> list[str]:
-    """Mismatches between apply_chat_template and our prompt encoding on the probe conversations
-    the template supports (empty: the exported model is prompted exactly as in training)."""
+def check_chat_template(tokenizer, template) -> list[str]:
+    """Mismatches between the tokenizer's apply_chat_template and our prompt encoding (the one
+    training used) on the probe conversations the template supports. Empty: a model saved with
+    this tokenizer is prompted by plain transformers exactly as in training. Needs no model."""
+    from ..data.tokenize import encode_prompt
+
     problems = []
     for probe in PROBES:
         try:
-            text = gen.template.render_prompt(list(probe), eos_token=tokenizer.eos_token)
+            text = template.render_prompt(list(probe), eos_token=tokenizer.eos_token)
         except Exception:  # e.g. alpaca has no system message or turns: nothing to reproduce
             continue
         if any(m.content not in text or (m.input and m.input not in text) for m in probe):
             continue  # the template drops part of this conversation; not a meaningful probe
-        ours = gen.encode(probe)
+        ours = list(encode_prompt(list(probe), tokenizer, template))
         theirs = tokenizer.apply_chat_template([_as_dict(m) for m in probe], tokenize=True,
                                                add_generation_prompt=True, return_dict=False)
         if list(theirs) != ours:
@@ -58,19 +61,29 @@ def check_chat_template(tokenizer, gen: Generator) -> list[str]:
     return problems
 
 
-def chat_template_for(tokenizer, gen: Generator) -> str:
-    """The template's Jinja, led by `{{ bos_token }}` when our prompts start with a BOS the template
-    text lacks: apply_chat_template tokenizes without adding special tokens (as Llama-3's own
-    template does, the BOS must come from the template)."""
-    jinja = gen.template.to_chat_template()
-    bos = tokenizer.bos_token_id
-    probe = [Message("user", "Hi")]
-    if bos is None or gen.encode(probe)[:1] != [bos]:
-        return jinja
-    rendered = tokenizer.apply_chat_template([_as_dict(m) for m in probe], chat_template=jinja,
-                                             tokenize=True, add_generation_prompt=True,
-                                             return_dict=False)
-    return jinja if list(rendered)[:1] == [bos] else "{{ bos_token }}" + jinja
+def chat_template_for(tokenizer, template) -> str:
+    """The template's Jinja, led by whatever makes apply_chat_template's ids equal our prompt ids.
+
+    apply_chat_template tokenizes without adding special tokens, so a BOS that our prompts start
+    with must come from the template (as in Llama-3's own). SentencePiece-style tokenizers
+    (Metaspace, prepend_scheme "first") then drop the dummy-prefix space after that literal BOS,
+    which our prompts have: a space after it restores it. The first lead-in that reproduces
+    our ids on every probe wins; the self-check reports it if none does.
+    """
+    from ..data.tokenize import encode_prompt
+
+    jinja = template.to_chat_template()
+    leads = ["", "{{ bos_token }}", "{{ bos_token }} "] if tokenizer.bos_token else [""]
+    saved = tokenizer.chat_template
+    try:
+        for lead in leads:
+            tokenizer.chat_template = lead + jinja
+            if not check_chat_template(tokenizer, template):
+                return lead + jinja
+    finally:
+        tokenizer.chat_template = saved
+    adds_bos = encode_prompt([Message("user", "Hi")], tokenizer, template)[:1] == [tokenizer.bos_token_id]
+    return leads[1] + jinja if adds_bos else jinja
 
 
 def _prepare_out(src: Path, out: Path, overwrite: bool) -> None:
@@ -102,8 +115,8 @@ def export(model_dir: str | os.PathLike, out: str | os.PathLike, *, merge: bool 
         model = model.merge_and_unload()
     gen = Generator(model, tokenizer, tmpl, name=str(src), device="cpu")
 
-    tokenizer.chat_template = chat_template_for(tokenizer, gen)
-    problems = check_chat_template(tokenizer, gen)
+    tokenizer.chat_template = chat_template_for(tokenizer, tmpl)
+    problems = check_chat_template(tokenizer, tmpl)
     if problems:
         err.print("[yellow]warning:[/] the exported chat_template does not reproduce the training "
                   "prompt, so plain transformers will prompt this model differently:\n  "
@@ -138,7 +151,7 @@ def run(cfg) -> int:
         raise ConfigError("export needs a model directory: instruct-tune export DIR --to OUT")
     if not cfg.to:
         raise ConfigError("export needs --to OUT (the directory to write).")
-    out = export(cfg.model, cfg.to, merge=cfg.merge, overwrite=cfg.overwrite,
+    out = export(cfg.model, cfg.to, merge=cfg.merge, overwrite=cfg.overwrite, template=cfg.template,
                  trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle)
     err.print(f"exported to {out}: load it with AutoModelForCausalLM.from_pretrained('{out}') and "
               "prompt it with tokenizer.apply_chat_template(messages, add_generation_prompt=True).")

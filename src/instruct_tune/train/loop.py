@@ -86,8 +86,8 @@ def train_loop(r: Run) -> str:
 def _loop(r: Run, interrupted: list) -> str:
     acc, model, opt, cfg, st = r.accelerator, r.model, r.optimizer, r.cfg, r.state
     world, rank, dev = acc.num_processes, acc.process_index, acc.device
-    start, saved_at, reason = time.monotonic(), st.step, "done"
-    window = [0.0, 0, 0, time.monotonic()]  # loss sum, trained tokens, real tokens, t since log
+    t0, elapsed0, saved_at = time.monotonic(), st.elapsed, st.step
+    window = [0.0, 0, 0, t0]  # since the last log line: loss sum, trained tokens, tokens, start
     model.train()
     while st.step < r.plan.total_steps:
         step = st.step + 1
@@ -98,7 +98,8 @@ def _loop(r: Run, interrupted: list) -> str:
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf
         grad_norm = acc.clip_grad_norm_(model.parameters(), max_norm)
         test_signal(f"step:{step}")
-        out_of_time = r.max_time is not None and time.monotonic() - start >= r.max_time
+        out_of_time = r.max_time is not None and time.monotonic() - t0 >= r.max_time
+        # Stop flags travel with the loss in one reduce, so all processes stop at the same step.
         flags = torch.tensor([float(interrupted[0]), float(out_of_time)], device=dev)
         norm = (grad_norm if grad_norm is not None else torch.zeros(())).float().to(dev)
         stats = torch.cat([step_loss.reshape(1), norm.reshape(1) / world, flags])
@@ -121,8 +122,9 @@ def _loop(r: Run, interrupted: list) -> str:
         opt.zero_grad(set_to_none=True)
         st.step = step
         st.trained_tokens += n_trained
-        window[2] += n_real
         now = time.monotonic()
+        st.elapsed = elapsed0 + now - t0
+        window[2] += n_real
         r.progress.update(step, loss_sum_all / max(n_trained, 1), None)
 
         last = step == r.plan.total_steps or stop_int > 0 or stop_time > 0
@@ -135,7 +137,7 @@ def _loop(r: Run, interrupted: list) -> str:
                       "lr": lr, "grad_norm": gnorm,
                       "tokens_per_s": window[2] / max(now - window[3], 1e-9),
                       "trained_tokens": st.trained_tokens,
-                      "elapsed": round(st.elapsed + now - start, 3)}
+                      "elapsed": round(st.elapsed, 3)}
             if st.skipped_steps:
                 record["skipped_steps"] = st.skipped_steps
             r.metrics.write(record)
@@ -144,24 +146,21 @@ def _loop(r: Run, interrupted: list) -> str:
                 r.progress.log(record)
 
         if last or (cfg.save_every > 0 and step % cfg.save_every == 0):
-            st.elapsed += time.monotonic() - start
-            start = time.monotonic()
             save(r)
             saved_at = step
         if step % max(cfg.log_every, 1) == 0 or eval_now:  # after eval/save: not in tokens/s
             window = [0.0, 0, 0, time.monotonic()]
-        if stop_int > 0:
+        if stop_int > 0 and step < r.plan.total_steps:
             ckpt = latest_checkpoint(r.out)
             raise TrainingInterrupted(
                 f"Interrupted at step {step}/{r.plan.total_steps}; checkpoint saved to {ckpt}.\n"
                 f"Resume with: instruct-tune train --config {r.out / 'config.yaml'} --resume",
                 ckpt)
-        if stop_time > 0:
-            reason = "time"
-            break
+        if stop_time > 0 and step < r.plan.total_steps:
+            return "time"
     if saved_at != st.step:  # e.g. resumed from the last checkpoint of a finished run
         save(r)
-    return reason
+    return "done"
 
 
 def forward_backward(acc, model, batches: list, scale: float) -> torch.Tensor:
@@ -218,20 +217,21 @@ def _nonfinite_message(step: int, loss: float, gnorm: float, out: Path) -> str:
 
 
 def _catch_sigint() -> list:
-    """First Ctrl-C sets a flag (the loop saves and stops at the end of the step); a second one
-    interrupts at once."""
-    flag: list = [False, None]
+    """First Ctrl-C (or SIGTERM: preemption, torchrun shutting down) sets a flag; the loop saves a
+    checkpoint and stops after the current step. A second Ctrl-C interrupts at once."""
+    flag: list = [False, {}]
 
     def handler(signum, frame):
-        if flag[0]:
+        if flag[0] and signum == signal.SIGINT:
             raise KeyboardInterrupt
         flag[0] = True
 
-    with suppress(ValueError):  # not the main thread (e.g. a notebook worker): keep the default
-        flag[1] = signal.signal(signal.SIGINT, handler)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with suppress(ValueError):  # not the main thread (e.g. a notebook worker): keep default
+            flag[1][sig] = signal.signal(sig, handler)
     return flag
 
 
 def _restore_sigint(flag: list) -> None:
-    if flag[1] is not None:
-        signal.signal(signal.SIGINT, flag[1])
+    for sig, old in flag[1].items():
+        signal.signal(sig, old)

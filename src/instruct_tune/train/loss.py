@@ -192,47 +192,71 @@ def head_cross_entropy(hidden: torch.Tensor, head: nn.Module, targets: torch.Ten
                for h, t in zip(hidden.split(chunk_size), targets.split(chunk_size), strict=True))
 
 
+def _ce_and_grad(z: torch.Tensor, targets: torch.Tensor, transform: Transform
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed CE, d CE / d z in fp32) for one chunk of raw head outputs z [C, V]."""
+    if transform is not None:  # rare (soft-capping, scaling): let autograd differentiate it
+        zf = z.detach().float().requires_grad_()
+        with torch.enable_grad():
+            loss = _chunk_ce(zf, targets, transform)
+            (grad,) = torch.autograd.grad(loss, zf)
+        return loss.detach(), grad
+    # softmax(z) - onehot(t), computed in place in a single fp32 [C, V] buffer.
+    p = z.float() if z.dtype != torch.float32 else z.clone()
+    lse = torch.logsumexp(p, dim=-1, keepdim=True)
+    rows = torch.arange(p.shape[0], device=p.device)
+    loss = (lse.squeeze(1) - p[rows, targets]).sum()
+    p.sub_(lse).exp_()
+    p[rows, targets] -= 1.0
+    return loss, p
+
+
 class _FusedLinearCE(torch.autograd.Function):
     """Linear head + cross-entropy whose gradients are computed chunk by chunk in the forward.
 
-    Saves d(loss)/d(hidden) [N, H] and d(loss)/d(weight) [V, H] instead of [N, V] logits; the
-    backward only scales them by the incoming gradient (a scalar).
+    Saves d(loss)/d(hidden) [N, H] and d(loss)/d(weight) [V, H] (in the weight's dtype, like
+    the .grad it becomes) instead of [N, V] logits; the backward only scales them by the
+    incoming scalar gradient. Matmuls run in the dtype autocast picks for the forward product.
     """
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, chunk_size, transform):
+        dev = hidden.device.type
+        cdt = (torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev)
+               else weight.dtype)
         need_h, need_w = hidden.requires_grad, weight.requires_grad
         need_b = bias is not None and bias.requires_grad
+        w = weight.to(cdt)  # no copy unless autocast runs the head in lower precision
+        b = None if bias is None else bias.to(cdt)
         grad_h = torch.empty_like(hidden) if need_h else None
-        grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
-        grad_b = torch.zeros_like(bias, dtype=torch.float32) if need_b else None
+        grad_w = torch.zeros_like(weight) if need_w else None
+        grad_b = torch.zeros_like(bias) if need_b else None
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        for start in range(0, hidden.shape[0], chunk_size):
-            h = hidden[start:start + chunk_size]
-            z = F.linear(h, weight, bias).detach().requires_grad_()
-            with torch.enable_grad():
-                loss = _chunk_ce(z, targets[start:start + chunk_size], transform)
-                (gz,) = torch.autograd.grad(loss, z)
-            total += loss.detach()
-            g = gz.to(h.dtype)
-            if need_h:
-                torch.mm(g, weight, out=grad_h[start:start + chunk_size])
-            if need_w:
-                if grad_w.dtype == g.dtype:
-                    grad_w.addmm_(g.t(), h)
-                else:  # low-precision weights: accumulate the chunks' products in fp32
-                    grad_w += (g.t() @ h).float()
-            if need_b:
-                grad_b += gz.float().sum(0)
+        with torch.autocast(dev, enabled=False):
+            for start in range(0, hidden.shape[0], chunk_size):
+                h = hidden[start:start + chunk_size].to(cdt)
+                z = F.linear(h, w, b)
+                loss, gz = _ce_and_grad(z, targets[start:start + chunk_size], transform)
+                del z
+                total += loss
+                g = gz.to(cdt)
+                if need_h:
+                    grad_h[start:start + chunk_size] = g @ w
+                if need_w:
+                    if grad_w.dtype == cdt:
+                        grad_w.addmm_(g.t(), h)
+                    else:  # fp32 master weights under autocast
+                        grad_w += g.t() @ h
+                if need_b:
+                    grad_b += gz.sum(0).to(grad_b.dtype)
         ctx.save_for_backward(grad_h, grad_w, grad_b)
-        ctx.dtypes = (weight.dtype, None if bias is None else bias.dtype)
         return total
 
     @staticmethod
     def backward(ctx, grad_out):
-        grad_h, grad_w, grad_b = ctx.saved_tensors
-        w_dtype, b_dtype = ctx.dtypes
-        return (None if grad_h is None else grad_h * grad_out.to(grad_h.dtype),
-                None if grad_w is None else (grad_w * grad_out).to(w_dtype),
-                None if grad_b is None else (grad_b * grad_out).to(b_dtype),
-                None, None, None)
+        # Scaled in place: the saved gradients are ours alone and used once (no extra [V, H]).
+        if getattr(ctx, "used", False):
+            raise RuntimeError("the fused head loss supports one backward pass only")
+        ctx.used = True
+        grads = [None if g is None else g.mul_(grad_out.to(g.dtype)) for g in ctx.saved_tensors]
+        return (*grads, None, None, None)

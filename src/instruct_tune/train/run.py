@@ -162,6 +162,7 @@ def train(cfg: TrainConfig) -> Path:
         packing=False, max_length=cfg.max_length, seed=cfg.seed, epochs=1, max_steps=None,
         pad_id=data.tokenizer.pad_token_id, shuffle=False)
 
+    model.to(acc.device)  # before the optimizer: fused AdamW wants its params on the GPU
     trainable = [p for p in model.parameters() if p.requires_grad]
     n_train, n_all = sum(p.numel() for p in trainable), sum(p.numel() for p in model.parameters())
     warn = check_free_space(out, checkpoint_bytes(n_train, n_all, cfg.lora),

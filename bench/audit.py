@@ -1,0 +1,117 @@
+"""Audit 52,000 Alpaca-sized rows (plus a 1,000-row eval set for contamination) and show how the
+time grows with the number of rows.
+
+Target (issue 6): <= 60 s for 52,000 rows on 2 cores, growing near-linearly (exponent ~1, not 2).
+Rows are synthetic but shaped like Alpaca: varied tasks and phrasings, 40% with an input, outputs
+of 20-200 words. The baseline, run in the same process on the same 52,000 instructions, is the
+near-duplicate search done the textbook way with datasketch (`MinHash.bulk` + `MinHashLSH` insert
+and query); the audit's own search is numpy-vectorised MinHash + banding.
+
+    python bench/audit.py [--rows 52000] [--no-baseline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from instruct_tune.audit.neardup import Shingles, near_duplicate_groups  # noqa: E402
+from instruct_tune.audit.report import audit  # noqa: E402
+from instruct_tune.audit.words import Tokens, Vocab, ngram_hashes, norm, words  # noqa: E402
+from instruct_tune.data.records import Record, Source  # noqa: E402
+from tests.audit.synth import Synth  # noqa: E402
+
+LIMIT_S = 60.0
+
+
+def eval_set(train: list[Record], n: int = 1000) -> list[Record]:
+    """Fresh rows plus 2% copied from training (so the contamination path does real work)."""
+    fresh = Synth(1).records(n - n // 50, "eval.jsonl")
+    copied = [Record(r.messages, Source("eval.jsonl", len(fresh) + k + 1))
+              for k, r in enumerate(train[:: max(1, len(train) // (n // 50))][: n // 50])]
+    return fresh + copied
+
+
+def timed(fn):
+    w, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - w, time.process_time() - c
+
+
+def datasketch_near_dups(instructions: list[str]) -> int:
+    """The textbook way: datasketch MinHash per row over word bigrams, LSH insert, then query."""
+    from datasketch import MinHash, MinHashLSH
+
+    shingles = []
+    for t in instructions:
+        w = words(t)
+        shingles.append([f"{a} {b}".encode() for a, b in zip(w, w[1:], strict=False)] or [b""])
+    lsh = MinHashLSH(threshold=0.8, num_perm=128)
+    hashes = MinHash.bulk(shingles, num_perm=128)
+    with lsh.insertion_session() as session:
+        for i, m in enumerate(hashes):
+            session.insert(i, m)
+    return sum(len(lsh.query(m)) - 1 for m in hashes)
+
+
+def ours_near_dups(instructions: list[str]) -> int:
+    tok = Tokens.of(instructions, Vocab())
+    groups, _ = near_duplicate_groups(Shingles(*ngram_hashes(tok, 2), len(instructions)), 0.8)
+    return len(groups)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=52_000)
+    ap.add_argument("--no-baseline", action="store_true")
+    args = ap.parse_args()
+
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    train, gen_s, _ = timed(lambda: Synth(0).records(args.rows))
+    ev = eval_set(train)
+    print(f"synthesized {len(train):,} rows in {gen_s:.1f}s "
+          f"(median output {np.median([len(r.output.split()) for r in train]):.0f} words)")
+
+    sizes = [n for n in (5_000, 13_000, 26_000, 52_000) if n <= args.rows] or [args.rows]
+    walls, cpus = [], []
+    report = None
+    for n in sizes:
+        report, wall, cpu = timed(lambda n=n: audit(train[:n], eval_records=ev))
+        walls.append(wall)
+        cpus.append(cpu)
+        print(f"  {n:>7,} rows: {wall:6.2f} s wall, {cpu:6.2f} s CPU, "
+              f"{n / wall:>8,.0f} rows/s")
+    exponent = float(np.polyfit(np.log(sizes), np.log(walls), 1)[0]) if len(sizes) > 1 else 1.0
+    cpu_exp = float(np.polyfit(np.log(sizes), np.log(cpus), 1)[0]) if len(sizes) > 1 else 1.0
+    print(f"growth exponent (log time vs log rows): {exponent:.2f} wall, {cpu_exp:.2f} CPU "
+          "(1 = linear, 2 = quadratic)")
+    for name, lever in report.levers.items():
+        print(f"  {name:<19} {lever.status:<8} {lever.verdict}")
+
+    speedup = ""
+    if not args.no_baseline:
+        distinct = list(dict.fromkeys(norm(r.instruction) for r in train))
+        _, base_s, _ = timed(lambda: datasketch_near_dups(distinct))
+        _, ours_s, _ = timed(lambda: ours_near_dups(distinct))
+        print(f"near-duplicate search on {len(distinct):,} instructions: datasketch {base_s:.2f} s, "
+              f"instruct-tune {ours_s:.2f} s ({base_s / ours_s:.1f}x)")
+        speedup = f", near-dup search {base_s / ours_s:.1f}x datasketch"
+
+    ok = walls[-1] <= LIMIT_S and exponent < 1.3
+    print(f"SUMMARY audit {sizes[-1]:,} rows: {walls[-1]:.1f} s wall ({walls[-1] / LIMIT_S:.2f} of "
+          f"the {LIMIT_S:.0f} s budget), time x{walls[-1] / walls[0]:.1f} for rows "
+          f"x{sizes[-1] / sizes[0]:.1f} (exponent {exponent:.2f}){speedup}: "
+          f"{'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

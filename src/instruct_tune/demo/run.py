@@ -1,0 +1,217 @@
+"""`instruct-tune demo`: the whole story of instruction tuning, offline, on a laptop CPU.
+
+    1 base model    a small Llama pretrained here on plain text (cached), or --model yours
+    2 data          built-in verifiable tasks -> OUT/data/{train,heldout_inputs,heldout_phrasings}.jsonl
+    3 audit         the audit command's verdict on the training set
+    4 tuning        the project's trainer (full fine-tuning, packing on) -> OUT/train/final
+    5 evaluation    base vs tuned on both held-out sets (the eval command's API)
+    6 report        OUT/report.json, OUT/report.md, OUT/loss_curve.png, per-stage timings
+
+`demo(cfg, plan)` is the Python API (tests pass a smaller plan); `run(cfg)` is the CLI entry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from ..config import DemoConfig, TrainConfig
+from ..errors import ConfigError
+from . import tasks
+from .base_model import FAST, FULL, BaseSpec, build_base_model
+from .report import (
+    eval_table,
+    pick_samples,
+    plot_losses,
+    print_timings,
+    samples_table,
+    write_reports,
+)
+
+console = Console()
+MARKERS = ("report.json", "data", "train")  # what a demo run leaves; --overwrite deletes only such dirs
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """Everything that makes the demo longer or shorter."""
+
+    base: BaseSpec
+    train_per_task: int
+    eval_per_task: int
+    epochs: float
+    lr: float  # for the local base model; --model uses the trainer's default for full tuning
+    batch_size: int  # packed rows per step
+    max_length: int  # packed row length
+    max_new_tokens: int  # enough for the longest answer; the base model runs on to this limit
+    eval_batch_size: int = 64
+
+
+FULL_PLAN = DemoPlan(FULL, train_per_task=300, eval_per_task=10, epochs=4, lr=2e-3,
+                     batch_size=8, max_length=256, max_new_tokens=32)
+FAST_PLAN = DemoPlan(FAST, train_per_task=120, eval_per_task=6, epochs=4, lr=3e-3,
+                     batch_size=8, max_length=128, max_new_tokens=24)
+
+
+@dataclass
+class Timings:
+    """Wall-clock and CPU seconds (this process, all threads) per stage."""
+
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @contextmanager
+    def __call__(self, name: str, step: int):
+        console.rule(f"[bold]{step}/6  {name}")
+        wall, cpu = time.perf_counter(), time.process_time()
+        yield
+        self.stages[name] = {"wall_s": round(time.perf_counter() - wall, 2),
+                             "cpu_s": round(time.process_time() - cpu, 2)}
+
+
+def _prepare_out(cfg: DemoConfig) -> Path:
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; pass a directory.")
+    if out.is_dir() and any(out.iterdir()):
+        if not cfg.overwrite:
+            raise ConfigError(f"--out {out} is not empty. Pass --overwrite to replace it, or "
+                              "choose a new --out.")
+        if not any((out / m).exists() for m in MARKERS):
+            raise ConfigError(f"--out {out} is not empty and does not look like a demo output "
+                              f"(no {', '.join(MARKERS)}), so --overwrite will not delete it. "
+                              "Choose a new --out.")
+        here = Path.cwd().resolve()
+        if out.resolve() in (here, *here.parents, Path.home().resolve()):
+            raise ConfigError(f"--overwrite would delete {out}, which holds the current or home "
+                              "directory. Choose a new --out.")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _set_threads() -> None:
+    """torch defaults to one thread per physical core; a ~1M-parameter model gains nothing past a
+    few, and oversubscribed threads on a busy laptop only spin."""
+    import torch
+
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), 8)))
+
+
+def _audit(train_path: Path, eval_paths: list[Path], base_dir: str) -> dict:
+    """Audit the training set (and the held-out sets for contamination); print the verdicts."""
+    from ..audit.render import STATUS, TITLES
+    from ..audit.report import audit
+    from ..data.load import load_records
+    from ..train.model import load_tokenizer
+
+    held_out = [r for p in eval_paths for r in load_records(p)]
+    report = audit(load_records(train_path), tokenizer=load_tokenizer(base_dir),
+                   eval_records=held_out)
+    for name, title in TITLES.items():
+        lever = report[name]
+        console.print(f"  {title:<20} {STATUS[lever.status]:<6} {escape(lever.verdict)}",
+                      highlight=False)
+    console.print(f"  {len(report.errors)} error(s), "
+                  f"{sum(f.severity == 'warning' for f in report.findings)} warning(s); "
+                  f"all findings: instruct-tune audit {train_path} --eval-data "
+                  f"{eval_paths[-1]}", highlight=False)
+    return report.to_dict()
+
+
+def demo(cfg: DemoConfig, plan: DemoPlan | None = None) -> dict:
+    """Run the demo; return the report (also written to OUT/report.json)."""
+    from ..data.load import load_records
+    from ..evaluate.compare import evaluate, summary
+    from ..train.run import train
+
+    plan = plan or (FAST_PLAN if cfg.fast else FULL_PLAN)
+    out = _prepare_out(cfg)
+    _set_threads()
+    timings = Timings()
+    started, started_cpu = time.perf_counter(), time.process_time()
+    pretrain_losses = None
+
+    with timings("base model", 1):
+        if cfg.model:
+            base_dir, base_info = cfg.model, {"model": cfg.model, "local": False}
+            console.print(f"Using your base model {cfg.model}.")
+        else:
+            from rich.progress import Progress
+
+            with Progress(console=Console(stderr=True), transient=True) as progress:
+                path, cached = build_base_model(plan.base, progress=progress)
+            base_dir = str(path)
+            base_info = {"model": base_dir, "local": True, "cached": cached,
+                         **json.loads((path / "demo_base.json").read_text())}
+            pretrain_losses = base_info.pop("losses", None)
+            console.print(f"{'Reused' if cached else 'Pretrained'} the local base model "
+                          f"({base_info['params']:,} parameters, pretraining loss "
+                          f"{base_info['first_loss']:.2f} -> {base_info['final_loss']:.2f}): {base_dir}")
+
+    with timings("data", 2):
+        splits = tasks.build(cfg.seed, plan.train_per_task, plan.eval_per_task)
+        files = {name: tasks.write_jsonl(recs, out / "data" / f"{name}.jsonl")
+                 for name, recs in splits.items()}
+        console.print(f"{len(tasks.TASKS)} task types; " + ", ".join(
+            f"{name}: {len(recs)} rows" for name, recs in splits.items()) + f" -> {out / 'data'}")
+
+    with timings("audit", 3):
+        full_audit = _audit(files["train"], [files["heldout_inputs"], files["heldout_phrasings"]],
+                            base_dir)
+        (out / "audit.json").write_text(json.dumps(full_audit, indent=2) + "\n")
+
+    with timings("tuning", 4):
+        train_cfg = TrainConfig(model=base_dir, data=str(files["train"]), out=str(out / "train"),
+                                epochs=plan.epochs, lr=None if cfg.model else plan.lr,
+                                batch_size=plan.batch_size, max_length=plan.max_length,
+                                packing=True, warmup_ratio=0.05, seed=cfg.seed, log_every=5,
+                                save_every=0, keep_checkpoints=1, eval_every=0)
+        final = train(train_cfg)
+
+    with timings("evaluation", 5):
+        evals = {}
+        for name in ("heldout_inputs", "heldout_phrasings"):
+            console.print(f"Generating for {name} with the base and the tuned model ...")
+            report = evaluate(final, load_records(files[name]), compare=base_dir,
+                              max_new_tokens=plan.max_new_tokens, batch_size=plan.eval_batch_size,
+                              samples=0, progress=True)
+            (out / "eval").mkdir(exist_ok=True)
+            (out / "eval" / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+            evals[name] = report
+        console.print(eval_table(evals))
+        samples = pick_samples(evals["heldout_phrasings"])
+        console.print(samples_table(samples))
+
+    with timings("report", 6):
+        png = plot_losses(pretrain_losses, out / "train" / "metrics.jsonl", out / "loss_curve.png")
+    result = {"config": asdict(cfg), "plan": asdict(plan), "base_model": base_info,
+              "tuned_model": str(final),
+              "audit": {k: {"status": v["status"], "verdict": v["verdict"]}
+                        for k, v in full_audit.items()},
+              "eval": {name: summary(r) for name, r in evals.items()}, "samples": samples,
+              "timings": timings.stages, "total_wall_s": round(time.perf_counter() - started, 1),
+              "total_cpu_s": round(time.process_time() - started_cpu, 1)}
+    write_reports(out, result, evals, png)
+    print_timings(console, timings.stages, result["total_wall_s"])
+    console.print(f"\nWritten to {out}: report.md, report.json, loss_curve.png, data/, eval/, "
+                  f"train/final/ (the tuned model). Try it:\n"
+                  f"  instruct-tune generate --model {final} \"Reverse the order of these words.\" "
+                  f"--input \"red cat sun\"\n  instruct-tune chat {final}", highlight=False)
+    return result
+
+
+def run(cfg: DemoConfig) -> int:
+    demo(cfg)
+    return 0
+
+
+__all__ = ["FAST_PLAN", "FULL_PLAN", "DemoPlan", "demo", "run"]
