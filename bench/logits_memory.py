@@ -43,7 +43,7 @@ def measure(impl: str, vocab: int, prompt: int, response: int, batch: int, devic
     labels[:, :prompt] = -100
     b = Batch(input_ids=ids, labels=labels,
               position_ids=torch.arange(T, device=device).expand(batch, T),
-              attention_mask=torch.ones_like(ids), num_trained=batch * response,
+              padding_mask=torch.ones_like(ids), num_trained=batch * response,
               num_tokens=batch * T, packed=False)
     if device == "cuda":
         torch.cuda.synchronize()
@@ -104,7 +104,7 @@ def main() -> None:
         diff = abs(res["hf"]["loss"] - res["ours"]["loss"]) / abs(res["hf"]["loss"])
         print(f"{vocab:>8} {res['hf']['peak_mib']:>17.0f} {res['ours']['peak_mib']:>11.0f} "
               f"{ratio:>7.1f}x {diff:>10.1e}")
-    print(f"SUMMARY logits_memory: peak step memory HF/ours = "
+    print("SUMMARY logits_memory: peak step memory HF/ours = "
           + ", ".join(f"{v // 1000}k: {r:.1f}x" for v, r in zip(args.vocabs, ratios, strict=True)))
 
 

@@ -199,12 +199,15 @@ class AuditConfig(ModelOptions):
 @dataclass
 class DemoConfig:
     out: str = "instruct-tune-demo"
+    """Output directory: data/, train/final/ (the tuned model), eval/, report.md, loss_curve.png."""
     model: str | None = None
     """Run the demo on your own base model (directory or hub name) instead of the local one."""
     fast: bool = False
     """A shorter version (about 2 minutes) for tests and CI."""
     seed: int = 0
+    """Seed of the task data and of tuning (the local base model is cached, whatever the seed)."""
     overwrite: bool = False
+    """Replace a non-empty --out left by an earlier demo run."""
 
 
 def load_yaml(path: str | Path, cls: type) -> dict:

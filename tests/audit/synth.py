@@ -44,22 +44,24 @@ FRAMES = [
     "For a {aud} reader, {v} {o} about {t} and keep it {style}.",
     "{V} {o} about {t}, in a {style} style.", "How would you {v} {o} about {t}?",
 ]
-ADJ = ("quiet bright ancient modern rural urban hidden famous local global small large early late "
-       "digital natural social public private coastal mountain desert northern southern").split()
-NOUN = ("river market garden library festival museum harbor village forest railway bakery school "
-        "hospital factory island bridge theater kitchen laboratory stadium orchard canal castle "
-        "farm workshop studio airport temple mine vineyard").split()
+ADJ = str.split("quiet bright ancient modern rural urban hidden famous local global small large "
+                "early late digital natural social public private coastal mountain desert "
+                "northern southern")
+NOUN = str.split("river market garden library festival museum harbor village forest railway "
+                 "bakery school hospital factory island bridge theater kitchen laboratory stadium "
+                 "orchard canal castle farm workshop studio airport temple mine vineyard")
 AUD = ["young", "busy", "curious", "expert", "general", "skeptical"]
 STYLE = ["formal", "playful", "concise", "vivid", "neutral", "friendly"]
-SYLL = ("ka lo mi ra ne to su vi pa do re fa be lu mo ti na se go ri ze ha po ju").split()
+SYLL = str.split("ka lo mi ra ne to su vi pa do re fa be lu mo ti na se go ri ze ha po ju")
 
 
 def vocabulary(size: int = 6000, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
-    common = ("the of and to in is that it for on with as was by at be this from or an are not "
-              "have has can will more one all their which about when would there also into some "
-              "its time people other than most only new very what make like way over then may "
-              "many each use work first good well long these year even because day part").split()
+    common = str.split("the of and to in is that it for on with as was by at be this from or an "
+                       "are not have has can will more one all their which about when would there "
+                       "also into some its time people other than most only new very what make "
+                       "like way over then may many each use work first good well long these year "
+                       "even because day part")
     words = set(common)
     while len(words) < size:
         words.add("".join(rng.choice(SYLL) for _ in range(rng.randint(2, 4))))
@@ -94,7 +96,7 @@ class Synth:
         t = f"the {r.choice(ADJ)} {r.choice(NOUN)} of {' '.join(self.words(r.randint(2, 4)))}"
         s = r.choice(FRAMES).format(v=v, V=v.capitalize(), o=o, t=t, k=r.randint(2, 9),
                                     aud=r.choice(AUD), style=r.choice(STYLE))
-        if r.random() < 0.6:
+        if r.random() < 0.85:
             s += " " + self.sentence(r.randint(4, 10))
         return s[0].upper() + s[1:]
 

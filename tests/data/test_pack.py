@@ -143,6 +143,12 @@ def test_collate_layout_mask_and_labels(lengths, packed, seed):
         assert (b.input_ids[r, t:] == 0).all()
     assert b.num_trained == trained
     assert b.num_tokens == sum(lengths)
+    if packed:  # varlen boundaries: where each example (or a padding tail) starts, flattened
+        flat = seg.flatten()
+        starts = [j for j in range(len(flat)) if j % width == 0 or flat[j] != flat[j - 1]]
+        assert b.cu_seq_lens.tolist() == starts + [nb * width]
+        assert b.cu_seq_lens.dtype == torch.int32
+        assert b.max_seq_len == max(e - s for s, e in zip(starts, starts[1:] + [nb * width], strict=True))
     if not packed:
         assert b.attention_mask.tolist() == (seg >= 0).long().tolist()
         assert b.position_ids.tolist() == [list(range(width))] * nb
@@ -169,8 +175,12 @@ def test_block_mask_matches_reference_and_model_inputs():
     eager = model_inputs(b, "eager")["attention_mask"]
     assert eager.dtype == torch.float32
     assert torch.equal(eager == 0, b.attention_mask)
-    assert model_inputs(b, "sdpa")["attention_mask"] is b.attention_mask
-    assert model_inputs(b, "flash_attention_2")["attention_mask"] is None
+    sdpa = model_inputs(b, "sdpa")
+    assert torch.equal(sdpa["attention_mask"], b.attention_mask)
+    flash = model_inputs(b, "flash_attention_2")
+    assert flash["attention_mask"] is None  # flash-attn gets the exact varlen boundaries
+    assert flash["cu_seq_lens_q"].tolist() == sdpa["cu_seq_lens_k"].tolist() == [0, 3, 5, 7, 8]  # rows 3,2,2,1 (longest first)
+    assert flash["max_length_q"] == 3
     padded = collate(make_examples([3, 2]), 0, packed=False, max_length=8)
     assert model_inputs(padded, "sdpa")["attention_mask"] is None  # right padding + causal
 
@@ -192,8 +202,20 @@ LENGTHS = [17, 5, 30, 9, 1, 12, 22, 3]
 
 @pytest.mark.parametrize("impl", ["sdpa", "eager"])
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt2"])
-def test_packed_equals_unpacked(arch, impl):
+def test_packed_equals_unpacked(arch, impl, monkeypatch):
+    from transformers import AttentionInterface
+
+    from instruct_tune.train import attention
+    from instruct_tune.train.attention import packed_sdpa
     from instruct_tune.train.loss import loss_sum
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("cu_seq_lens_q") is not None)
+        return attention.packed_sdpa_forward(*args, **kwargs)
+
+    monkeypatch.setitem(AttentionInterface._global_mapping, attention.NAME, spy)
 
     model = build_model(arch, 97, attn_implementation=impl)
     exs = make_examples(LENGTHS)
@@ -202,13 +224,19 @@ def test_packed_equals_unpacked(arch, impl):
     assert packed.input_ids.shape[0] < len(exs)  # really packed
     with torch.no_grad():
         lp = model(**model_inputs(packed, impl), use_cache=False).logits
+        with packed_sdpa(model):  # per-example kernel (switches on for sdpa only)
+            lk = model(**model_inputs(packed, impl), use_cache=False).logits
         lu = model(**model_inputs(padded, impl), use_cache=False).logits
         ref = model(input_ids=padded.input_ids, attention_mask=padded.attention_mask).logits
     got = _per_example(lp, pack(LENGTHS, 48), LENGTHS)
+    kernel = _per_example(lk, pack(LENGTHS, 48), LENGTHS)
     for i, n in enumerate(LENGTHS):
         assert (got[i] - lu[i, :n]).abs().max() <= 1e-4
+        assert (kernel[i] - lu[i, :n]).abs().max() <= 1e-4
         assert (lu[i, :n] - ref[i, :n]).abs().max() <= 1e-4  # dropping the 2D mask is exact
     (sp, np_), (su, nu) = loss_sum(model, packed), loss_sum(model, padded)
+    # the per-example kernel ran (sdpa only), and every layer got the example boundaries
+    assert (calls and all(calls)) if impl == "sdpa" else not calls
     assert np_ == nu == packed.num_trained == padded.num_trained
     assert abs(sp.item() - su.item()) <= 1e-4 * max(1.0, abs(su.item()))
 

@@ -13,6 +13,8 @@ from instruct_tune.data.records import Message, Record, Source
 from instruct_tune.data.templates import get_template
 from instruct_tune.data.tokenize import (
     IGNORE,
+    Encoder,
+    _turns,
     build_example,
     build_examples,
     encode_prompt,
@@ -133,6 +135,25 @@ def test_mask_properties_sentencepiece():
     @given(conversation("stories"))
     def prop(conv):
         run_property("stories", "alpaca", *conv)
+
+    prop()
+
+
+@pytest.mark.parametrize("kind,template_name", [("llama", "raw"), ("chatml", "model"), ("stories", "alpaca")])
+def test_fast_path_equals_general_path(kind, template_name):
+    """The one-pass BPE path (split at a token boundary of the joint encoding) gives exactly the ids
+    of the general path (prompt tokenized alone, reply as its verified continuation)."""
+    tok = load_tokenizer(kind)
+    template = get_template(template_name, tok)
+    fast, general = Encoder(tok, template), Encoder(tok, template)
+    assert fast._bpe
+    general._bpe = False
+
+    @SETTINGS
+    @given(st.lists(conversation(kind), min_size=1, max_size=4))
+    def prop(convs):
+        batch = [_turns(template.render(make_record(*c))) for c in convs]
+        assert fast.encode_turns(batch) == general.encode_turns(batch)
 
     prop()
 

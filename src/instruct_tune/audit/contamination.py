@@ -34,6 +34,20 @@ def _full(r: Record) -> str:
     return f"{r.instruction}\n{r.input}\n{r.output}"
 
 
+def _members(big: np.ndarray, small: np.ndarray) -> np.ndarray:
+    """np.isin(big, small) for millions of training hashes against a small eval set, without
+    sorting the big side: a 2^24-bit table on the low bits rules out almost everything, and only
+    the rest is looked up exactly."""
+    table = np.zeros(1 << 24, dtype=bool)
+    table[(small & np.uint64(0xFFFFFF)).astype(np.int64)] = True
+    out = table[(big & np.uint64(0xFFFFFF)).astype(np.int64)]
+    cand = np.nonzero(out)[0]
+    ref = np.unique(small)
+    pos = np.minimum(np.searchsorted(ref, big[cand]), len(ref) - 1)
+    out[cand] = ref[pos] == big[cand]
+    return out
+
+
 def not_checked() -> LeverReport:
     return LeverReport("contamination", "Not checked: pass --eval-data to check an eval set "
                        "against the training data.", checked=False)
@@ -49,7 +63,8 @@ def contamination_lever(d: AuditData, eval_records: list[Record]) -> LeverReport
 
     # Near-duplicate prompts (eval rows not already matched exactly).
     ev_tok = Tokens.of([_prompt(r) for r in eval_records], d.vocab)
-    tr_tok = Tokens.of([_prompt(r) for r in d.records], d.vocab)
+    ins, inp, out = d.raw
+    tr_tok = Tokens.of([f"{a}\n{b}" for a, b in zip(ins, inp, strict=True)], d.vocab)
     ev_sh = Shingles(*ngram_hashes(ev_tok, 2), m, seed=2)
     tr_sh = Shingles(*ngram_hashes(tr_tok, 2), d.n, seed=2)
     for e, (t, jac) in best_matches(ev_sh, tr_sh, NEAR_JACCARD).items():
@@ -61,11 +76,9 @@ def contamination_lever(d: AuditData, eval_records: list[Record]) -> LeverReport
                                  whole_if_shorter=False)
     short = int(np.sum(np.bincount(ev_rows, minlength=m) == 0)) if m else 0
     if len(ev_h):
-        tr_h, tr_rows = ngram_hashes(Tokens.of([_full(r) for r in d.records], None), NGRAM,
-                                     whole_if_shorter=False)
-        ev_sorted = np.unique(ev_h)  # searchsorted into the small eval side: no sort of training
-        pos = np.minimum(np.searchsorted(ev_sorted, tr_h), len(ev_sorted) - 1)
-        hit = ev_sorted[pos] == tr_h
+        full = [f"{a}\n{b}\n{c}" for a, b, c in zip(ins, inp, out, strict=True)]
+        tr_h, tr_rows = ngram_hashes(Tokens.of(full, None), NGRAM, whole_if_shorter=False)
+        hit = _members(tr_h, ev_h)
         first_train: dict[int, int] = {}
         for h, t in zip(tr_h[hit].tolist(), tr_rows[hit].tolist(), strict=True):
             first_train.setdefault(h, t)
@@ -111,4 +124,6 @@ def contamination_lever(d: AuditData, eval_records: list[Record]) -> LeverReport
                f"{len(match):,} of {m:,} eval rows ({pct(len(match) / m)}) found in training: "
                f"{stats['exact']} exact, {stats['near']} near-duplicate prompts, {stats['ngram']} "
                f"shared 13-grams.")
-    return LeverReport("contamination", verdict, findings, stats)
+    return LeverReport("contamination", verdict, findings, stats, limits=(
+        "Finds textual overlap only: a paraphrased or translated copy of an eval item is not "
+        "detected."))

@@ -13,7 +13,7 @@ from functools import cached_property
 from ..data.records import Record
 from ..errors import Problem
 from .tasks import task_of
-from .words import Tokens, Vocab, norm
+from .words import Tokens, Vocab, norm, words
 
 
 @dataclass
@@ -38,16 +38,23 @@ class AuditData:
         return len(self.records)
 
     @cached_property
+    def raw(self) -> tuple[list[str], list[str], list[str]]:
+        """(instructions, inputs, outputs) as written (Record's properties walk the messages)."""
+        rows = [(r.instruction, r.input, r.output) for r in self.records]
+        return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
+    @cached_property
     def instructions(self) -> list[str]:
-        return [norm(r.instruction) for r in self.records]
+        """Normalized (case-folded, whitespace-collapsed) instructions; likewise inputs, outputs."""
+        return [norm(t) for t in self.raw[0]]
 
     @cached_property
     def inputs(self) -> list[str]:
-        return [norm(r.input) for r in self.records]
+        return [norm(t) for t in self.raw[1]]
 
     @cached_property
     def outputs(self) -> list[str]:
-        return [norm(r.output) for r in self.records]
+        return [norm(t) for t in self.raw[2]]
 
     @cached_property
     def prompt_groups(self) -> dict[tuple[str, str], list[int]]:
@@ -67,17 +74,23 @@ class AuditData:
     @cached_property
     def tasks(self) -> list[tuple[str, str]]:
         """(verb, object) per row; computed once per distinct instruction."""
-        cache = {s: task_of(self.records[idx[0]].instruction)
-                 for s, idx in self.instruction_groups.items()}
+        raw = self.raw[0]
+        cache = {s: task_of(raw[idx[0]]) for s, idx in self.instruction_groups.items()}
         return [cache[s] for s in self.instructions]
+
+    @cached_property
+    def instruction_words(self) -> list[list[str]]:
+        """Words of each distinct instruction, in `instruction_groups` order."""
+        return [words(s) for s in self.instruction_groups]
 
     @cached_property
     def instruction_tokens(self) -> Tokens:
         """Word hashes of each distinct instruction, in `instruction_groups` order."""
-        return Tokens.of(list(self.instruction_groups), self.vocab)
+        return Tokens.from_words(self.instruction_words, self.vocab)
 
     @cached_property
     def word_counts(self) -> list[tuple[int, int, int]]:
         """(instruction, input, output) word counts per row (whitespace words, like wc -w)."""
-        return [(len(r.instruction.split()), len(r.input.split()), len(r.output.split()))
-                for r in self.records]
+        ins, inp, out = self.raw
+        return [(len(a.split()), len(b.split()), len(c.split()))
+                for a, b, c in zip(ins, inp, out, strict=True)]

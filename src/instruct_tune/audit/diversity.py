@@ -12,9 +12,9 @@ Two views, both weighted by rows (a task that fills half the rows is half of wha
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
-from collections import Counter
 
 from .context import AuditData
 from .findings import Example, Finding, LeverReport, examples_of, pct, snippet
@@ -22,9 +22,9 @@ from .neardup import Shingles, leader_clusters
 from .words import ngram_hashes
 
 CLUSTER_JACCARD = 0.5
-STOPWORDS = ("a an the of to in on for with and or but is are be this that these those it its "
-             "me my you your i we our as at by from about into than then so such can could would "
-             "should will please given following").split()
+STOPWORDS = str.split("a an the of to in on for with and or but is are be this that these those "
+                      "it its me my you your i we our as at by from about into than then so such "
+                      "can could would should will please given following")
 DOMINANT_VERB = 0.5  # one verb in half the rows: a single-task set
 MIN_EFFECTIVE = 5  # fewer than 5 effective task types: a few tasks dominate
 DOMINANT_CLUSTER = 1 / 3  # one cluster of near-template instructions in a third of the rows
@@ -57,7 +57,7 @@ def task_diversity_lever(d: AuditData) -> LeverReport:
     first_row = {}
     for i, (v, o) in enumerate(d.tasks):
         first_row.setdefault(f"{v} {o}".strip(), i)
-    top = ", ".join(f"{v} {pct(c / n)}" for v, c in verbs.most_common(6))
+    top = ", ".join(f"{v} {pct(c / n)}" for v, c in known.most_common(6))
     findings = [Finding(
         "task_types", "info",
         f"{k} leading verbs, {stats['effective_task_types']:g} effective task types, top 10 verbs "
@@ -92,7 +92,9 @@ def task_diversity_lever(d: AuditData) -> LeverReport:
     stats |= cstats
     verdict = (f"{'Broad' if 2 ** h >= 20 else 'Moderate' if 2 ** h >= MIN_EFFECTIVE else 'Narrow'}"
                f": {k} leading verbs, {2 ** h:.0f} effective task types; most common {top}.")
-    return LeverReport("task_diversity", verdict, findings, stats)
+    return LeverReport("task_diversity", verdict, findings, stats, limits=(
+        "Task types come from a verb heuristic for English instructions; clusters use word "
+        "overlap, so the same task worded with different words is not grouped."))
 
 
 def _clusters(d: AuditData) -> tuple[list[Finding], dict]:

@@ -75,6 +75,7 @@ class LeverReport:
     findings: list[Finding] = field(default_factory=list)
     stats: dict = field(default_factory=dict)
     checked: bool = True  # False when the lever could not run (e.g. no --eval-data)
+    limits: str = ""  # what this lever cannot tell, said plainly
 
     @property
     def status(self) -> str:
@@ -88,7 +89,8 @@ class LeverReport:
 
     def to_dict(self) -> dict:
         return {"verdict": self.verdict, "status": self.status, "checked": self.checked,
-                "stats": self.stats, "findings": [f.to_dict() for f in self.findings]}
+                "limits": self.limits, "stats": self.stats,
+                "findings": [f.to_dict() for f in self.findings]}
 
 
 @dataclass

@@ -84,7 +84,9 @@ def phrasing_lever(d: AuditData) -> LeverReport:
                f"{pct(near.share)} near-duplicated (Jaccard >= {NEAR_JACCARD}), "
                f"{pct(rouge.share)} with a ROUGE-L >= {ROUGE_L} neighbour"
                f"{' (estimated)' if rouge.stats.get('sampled') else ''}{dups}.")
-    return LeverReport("phrasing_diversity", verdict, findings, stats)
+    return LeverReport("phrasing_diversity", verdict, findings, stats, limits=(
+        "Word-level similarity only: paraphrases that share few words (semantic duplicates) are "
+        "not detected."))
 
 
 def _near_duplicates(d: AuditData, distinct: list[list[int]]) -> Finding:
@@ -112,7 +114,7 @@ def _near_duplicates(d: AuditData, distinct: list[list[int]]) -> Finding:
 
 
 def _rouge(d: AuditData, distinct: list[list[int]]) -> Finding:
-    texts = lcs_strings([words(d.records[g[0]].instruction) for g in distinct])
+    texts = lcs_strings(d.instruction_words)
     m = len(texts)
     sampled = m > ROUGE_ALL_PAIRS_MAX
     queries = (sorted(random.Random(0).sample(range(m), ROUGE_SAMPLE)) if sampled
@@ -162,5 +164,6 @@ def _distinct_n(d: AuditData) -> Finding:
         f"distinct-1/2/3 of instructions: {dist['distinct_1']:.2f} / {dist['distinct_2']:.2f} / "
         f"{dist['distinct_3']:.2f} (over {len(idx):,} {'sampled ' if d.n > len(idx) else ''}rows).",
         len(idx), max(d.n, 1),
-        "Share of unique word n-grams; higher means more varied wording. Measured on at most "
-        f"{DISTINCT_SAMPLE:,} rows so sets of different sizes compare.", stats=dist)
+        "Share of unique word n-grams; higher means more varied wording. It falls as more rows "
+        f"are counted, so it is measured on (at most) {DISTINCT_SAMPLE:,} rows: compare sets at "
+        "the same count.", stats=dist)

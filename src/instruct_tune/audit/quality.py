@@ -32,6 +32,7 @@ REFUSAL_START = re.compile(
     r" can't|'m unable to| am unable to|'m not able to| am not able to| won't| will not)\s+"
     r"(?:help|assist|provide|fulfil|fulfill|comply|answer|do that|generate|create|write)", re.I)
 LONG_FORM_VERBS = {"explain", "describe", "elaborate", "discuss"}
+WRITE_VERBS = {"write", "compose", "draft", "create", "generate", "give", "provide", "tell"}
 LONG_FORM_OBJECTS = {"essay", "story", "poem", "letter", "email", "article", "paragraph",
                      "summary", "description", "explanation", "report", "review", "blog", "speech",
                      "script", "post", "guide", "proposal", "song", "dialogue", "conversation"}
@@ -100,10 +101,11 @@ def _tail(text: str) -> str:
 
 def quality_lever(d: AuditData, special_tokens: list[str] | None = None) -> LeverReport:
     recs, ins, inp, out = d.records, d.instructions, d.inputs, d.outputs
+    raw_ins, raw_inp, raw_out = d.raw
     marker = _markers([t for t in special_tokens or [] if len(t) > 1])
     empty, placeholder, short, echo, copy_in, near = [], [], [], [], [], []
     refusal, cut, unterminated, mark_out, mark_prompt = [], [], [], [], []
-    for i, r in enumerate(recs):
+    for i, raw in enumerate(raw_out):
         o = out[i]
         if not o:
             empty.append(i)
@@ -112,7 +114,7 @@ def quality_lever(d: AuditData, special_tokens: list[str] | None = None) -> Leve
             placeholder.append(i)
         nw = len(o.split())
         verb, obj = d.tasks[i]
-        if nw <= 2 and (verb in LONG_FORM_VERBS or obj in LONG_FORM_OBJECTS):
+        if nw <= 2 and (verb in LONG_FORM_VERBS or verb in WRITE_VERBS and obj in LONG_FORM_OBJECTS):
             short.append(i)
         if o == ins[i]:
             echo.append(i)
@@ -123,12 +125,12 @@ def quality_lever(d: AuditData, special_tokens: list[str] | None = None) -> Leve
             near.append(i)
         if (any(k in o for k in _AI_KEYS) and AI_BOILERPLATE.search(o)) or REFUSAL_START.search(o[:200]):
             refusal.append(i)
-        kind = cut_off(r.output)
+        kind = cut_off(raw)
         if kind:
             (cut if kind == "strong" else unterminated).append(i)
-        if marker.search(r.output):
+        if marker.search(raw):
             mark_out.append(i)
-        if marker.search(r.instruction) or marker.search(r.input):
+        if marker.search(raw_ins[i]) or marker.search(raw_inp[i]):
             mark_prompt.append(i)
     findings = [f for f in (
         _finding(d, "empty_output", "error", empty, "{n} row(s) have an empty output.",
@@ -183,7 +185,9 @@ def quality_lever(d: AuditData, special_tokens: list[str] | None = None) -> Leve
     verdict = ("No problems found by the output checks." if not bad else
                "; ".join(f"{f.count:,} {f.code.replace('_', ' ')}" for f in bad[:4]) +
                ("; more below." if len(bad) > 4 else "."))
-    return LeverReport("output_quality", verdict, findings, stats)
+    return LeverReport("output_quality", verdict, findings, stats, limits=(
+        "Checks form, not truth: a fluent wrong answer passes. Judge correctness by reading "
+        "samples or with `instruct-tune eval`."))
 
 
 def _conflicts(d: AuditData) -> Finding | None:

@@ -49,6 +49,10 @@ def render(report: AuditReport, console: Console | None = None, source: str = ""
         order = {"error": 0, "warning": 1, "info": 2}
         for f in sorted(lever.findings, key=lambda f: order[f.severity]):
             _finding(console, f)
+    console.print("\n[bold]What this audit cannot tell[/]")
+    for name in LEVERS:
+        if report[name].limits:
+            console.print(f"  [dim]{TITLES[name]}: {escape(report[name].limits)}[/]", highlight=False)
     errors = len(report.errors)
     warnings = sum(f.severity == "warning" for f in report.findings)
     console.print(f"\n{errors} error(s), {warnings} warning(s)."

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from ..config import AuditConfig
 from ..data.records import Record
 from ..errors import InstructTuneError, Problem
-from .context import AuditData, TokenStats
 from .contamination import contamination_lever, not_checked
+from .context import AuditData, TokenStats
 from .diversity import task_diversity_lever
 from .findings import AuditReport
 from .phrasing import phrasing_lever

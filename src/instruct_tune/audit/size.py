@@ -94,4 +94,6 @@ def size_lever(d: AuditData) -> LeverReport:
     skipped = f" {len(d.skipped):,} invalid rows skipped." if d.skipped else ""
     verdict = (f"{n:,} rows ({unique_prompts:,} distinct prompts), median {words:.0f} words per "
                f"row{tokens}: {scale}.{skipped}")
-    return LeverReport("size", verdict, findings, stats)
+    return LeverReport("size", verdict, findings, stats, limits=(
+        "Counts rows, not information: a thousand near-identical rows teach less than a hundred "
+        "varied ones, which is what the diversity levers measure."))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-VERBS = frozenset("""
+VERBS = frozenset(str.split("""
 act add address adjust advise analyse analyze annotate answer apologize apply argue arrange ask
 assess assign assist brainstorm break build calculate categorise categorize change check choose
 cite clarify classify clean code combine come compare compile complete compose compute condense
@@ -44,14 +44,15 @@ react rebut recognize record redact reduce refer reflect relate remember remind 
 repeat reproduce retrieve satirize scan segment sequence set shuffle sing speculate standardize
 start study submit substitute synthesize tabulate tally tweet update uppercase vote
 warn welcome notify
-""".split())
+"""))
 PARTICLES = {("come", "up"): "come up with", ("figure", "out"): "figure out",
              ("fill", "in"): "fill in", ("point", "out"): "point out", ("sum", "up"): "sum up",
              ("break", "down"): "break down", ("think", "of"): "think of",
              ("look", "up"): "look up", ("make", "up"): "make up", ("write", "down"): "write down"}
-QUESTION_WORDS = frozenset("what how why when where who whom whose which is are was were do does "
-                           "did can could should would will has have am shall may might".split())
-WH = frozenset("what how why when where who whom whose which".split())
+QUESTION_WORDS = frozenset(str.split("what how why when where who whom whose which is are was "
+                                     "were do does did can could should would will has have am "
+                                     "shall may might"))
+WH = frozenset(str.split("what how why when where who whom whose which"))
 # Framing that precedes the real verb: "Please", "Can you", "I want you to", "Now", ...
 PREFIX = re.compile(
     r"^(?:(?:please|kindly|now|also|then|next|first|finally|briefly|quickly|carefully|"
@@ -59,18 +60,20 @@ PREFIX = re.compile(
     r"i want to|help me(?: to)?|let'?s|let us|you (?:should|need to|must|have to|will)|"
     r"(?:your|the) task is to|try to|in this task,? you (?:are asked to|will|should|need to))"
     r"\s+)+")
-FRAMES = frozenset("given based using for in with after from if when according considering "
-                   "assuming suppose as to once while during on".split())
-SKIP = frozenset("""a an the this that these those some any each every all my your our their his
-her its me us him them one two three four five six seven eight nine ten few several many more
+FRAMES = frozenset(str.split("given based using for in with after from if when according "
+                             "considering assuming suppose as to once while during on"))
+SKIP = frozenset(str.split("""
+a an the this that these those some any each every all my your our
+their his her its me us him them one two three four five six seven eight nine ten few several many more
 most following given provided above below short brief long new simple detailed good great
 creative funny catchy interesting different similar possible appropriate suitable relevant best
 main key important common original random unique concise clear formal informal positive negative
 better personal professional persuasive compelling descriptive top next first last final correct
 whole entire single multiple various specific general basic another other such own same
-""".split())
-STOP_OBJECT = frozenset("about to of in on at for with from by into as if whether how what why "
-                        "when where who which that and or but than so it them they".split())
+"""))
+STOP_OBJECT = frozenset(str.split("about to of in on at for with from by into as if whether how "
+                                  "what why when where who which that and or but than so it them "
+                                  "they"))
 # "You are given X, and you need to create ...", "if you could suggest ...", "you should decide"
 _YOU_TO = re.compile(r"\byou (?:will )?(?:need|have|are asked|are required|will be asked|will be "
                      r"required|are expected) to (?:\w+ly )?([a-z]+)|\b(?:are|is) required to "

@@ -74,7 +74,11 @@ class Tokens:
             lengths = np.diff(bounds) - 1
             starts = bounds[:-1] + 1 - np.arange(len(lengths))
             return cls(ids[~is_sep], starts.astype(np.int64), lengths.astype(np.int64))
-        rows = [vocab.ids(words(t)) for t in texts]
+        return cls.from_words([words(t) for t in texts], vocab)
+
+    @classmethod
+    def from_words(cls, word_lists: list[list[str]], vocab: Vocab) -> Tokens:
+        rows = [vocab.ids(ws) for ws in word_lists]
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         starts = np.zeros(len(rows), dtype=np.int64)
         if len(rows) > 1:
@@ -128,13 +132,12 @@ def lcs_strings(token_lists: list[list[str]]) -> list[str]:
     Character-level LCS on these strings is word-level LCS, so rapidfuzz's Indel similarity,
     2*LCS/(len_a+len_b), is exactly ROUGE-L F1 over words — at rapidfuzz's C++ speed.
     """
-    ids: dict[str, int] = {}
-    out = []
-    for ws in token_lists:
-        chars = []
-        for w in ws:
-            i = ids.setdefault(w, len(ids))
-            # Skip the surrogate block, which is not valid in strings handed to C code.
-            chars.append(chr(0x100 + i if i < 0xD700 else 0xE000 + (i - 0xD700) % 0x102000))
-        out.append("".join(chars))
-    return out
+    chars: dict[str, str] = {}
+
+    def add(w: str) -> str:
+        i = len(chars)
+        # Skip the surrogate block, which is not valid in strings handed to C code.
+        chars[w] = chr(0x100 + i if i < 0xD700 else 0xE000 + (i - 0xD700) % 0x102000)
+        return chars[w]
+
+    return ["".join([chars.get(w) or add(w) for w in ws]) for ws in token_lists]

@@ -36,10 +36,21 @@ class Batch:
     input_ids: torch.Tensor  # [B, T] long
     labels: torch.Tensor  # [B, T] long, -100 = not trained (HF convention, shifted in the loss)
     position_ids: torch.Tensor  # [B, T] long, restart at 0 for every packed example
-    attention_mask: torch.Tensor  # [B, T] long (padded) or [B, 1, T, T] bool (packed)
     num_trained: int  # labelled target positions (what the loss sums over)
     num_tokens: int  # real (non-padding) tokens, for tokens/s
     packed: bool
+    padding_mask: torch.Tensor | None = None  # [B, T] long, 1 = real token (padded batches)
+    # Packed batches: example boundaries over the flattened [B * T] tokens (row ends and the
+    # padding tail count as boundaries too), int32, and the longest example: the varlen kwargs.
+    cu_seq_lens: torch.Tensor | None = None
+    max_seq_len: int = 0
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        """[B, T] padding mask, or for packed rows the [B, 1, T, T] bool block-diagonal causal
+        mask (True = attend), built on access on the batch's device (cheap there; a CPU-built
+        mask would cost ~80 ms and B*T*T bytes to ship per 7 x 2048 batch)."""
+        return block_causal_mask(self.position_ids) if self.packed else self.padding_mask
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -167,12 +178,15 @@ def collate(examples: Sequence[ExampleLike], pad_id: int, *, packed: bool, max_l
         # Padding continues counting in padded rows (so positions are just 0..T-1 and the
         # model's default path applies); in packed rows it is one more segment from 0.
         pos[r, t:] = torch.arange(t, width) if not packed else torch.arange(width - t)
-    if packed:
-        mask = block_causal_mask(pos)
-    else:
+    if not packed:
         mask = (torch.arange(width)[None, :] < real[:, None]).long()
-    return Batch(input_ids=ids, labels=labels, position_ids=pos, attention_mask=mask,
-                 num_trained=num_trained, num_tokens=int(real.sum()), packed=packed)
+        return Batch(input_ids=ids, labels=labels, position_ids=pos, num_trained=num_trained,
+                     num_tokens=int(real.sum()), packed=False, padding_mask=mask)
+    starts = (pos == 0).flatten().nonzero().flatten()  # every example (and padding tail) starts at 0
+    cu = torch.cat([starts, torch.tensor([B * width])]).to(torch.int32)
+    return Batch(input_ids=ids, labels=labels, position_ids=pos, num_trained=num_trained,
+                 num_tokens=int(real.sum()), packed=True, cu_seq_lens=cu,
+                 max_seq_len=int(cu.diff().max()))
 
 
 def block_causal_mask(position_ids: torch.Tensor) -> torch.Tensor:
@@ -189,22 +203,22 @@ def block_causal_mask(position_ids: torch.Tensor) -> torch.Tensor:
 
 
 def model_inputs(batch: Batch, attn_implementation: str | None,
-                 dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor | None]:
-    """Keyword arguments for a Hugging Face causal LM forward (input_ids, attention_mask,
-    position_ids) in the form its attention implementation accepts.
+                 dtype: torch.dtype = torch.float32) -> dict:
+    """Keyword arguments for a Hugging Face causal LM forward in the form its attention
+    implementation accepts.
 
     - padded rows: no mask at all. Rows are right-padded and attention is causal, so a real
       token never sees padding; this lets sdpa take its `is_causal` kernel path.
-    - packed rows, sdpa/flex/unknown: the bool 4D mask (transformers passes 4D masks as-is).
-    - packed rows, eager: an additive float mask (eager adds the mask to the scores).
-    - packed rows, flash_attention_*: no mask; transformers derives varlen boundaries from
-      position_ids restarting at 0, which is exact.
+    - packed rows: the varlen kwargs (cu_seq_lens_q/k, max_length_q/k), which flash-attn and
+      our per-example sdpa (train/attention.py) use, plus for every non-flash implementation
+      the exact 4D mask: bool for sdpa/flex, additive float in `dtype` for eager.
     """
-    out: dict[str, torch.Tensor | None] = {"input_ids": batch.input_ids,
-                                           "position_ids": batch.position_ids,
-                                           "attention_mask": None}
+    out: dict = {"input_ids": batch.input_ids, "position_ids": batch.position_ids,
+                 "attention_mask": None}
     if not batch.packed:
         return out
+    out.update(cu_seq_lens_q=batch.cu_seq_lens, cu_seq_lens_k=batch.cu_seq_lens,
+               max_length_q=batch.max_seq_len, max_length_k=batch.max_seq_len)
     impl = attn_implementation or "sdpa"
     if impl.startswith("flash"):
         return out

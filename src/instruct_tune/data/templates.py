@@ -11,7 +11,7 @@ Two kinds share one interface:
   Reply spans are found by rendering the conversation progressively, so templates without
   `{% generation %}` markers work too.
 
-Decisions (documented in the README):
+Decisions (users see them in `inspect`):
 - alpaca with a system message renders "{system}\\n\\n" before the first "### Instruction:".
 - alpaca multi-turn: each reply is followed by the stop token (EOS); the next turn starts with
   "\\n\\n### Instruction:\\n...". Every assistant turn is trained.
@@ -22,6 +22,7 @@ Decisions (documented in the README):
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Sequence
@@ -203,6 +204,26 @@ class FormatTemplate(Template):
             f"{expr(self.assistant, 'message')}{{% endif %}}")
 
 
+@functools.lru_cache(maxsize=16)
+def _compile(source: str):
+    """Compile like transformers' apply_chat_template does (same sandbox and helpers)."""
+    try:
+        from transformers.utils.chat_template_utils import _compile_jinja_template
+
+        return _compile_jinja_template(source)
+    except ImportError:  # a transformers without this private helper: the same settings by hand
+        import jinja2
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        def raise_exception(message):
+            raise jinja2.exceptions.TemplateError(message)
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                            extensions=["jinja2.ext.loopcontrols"])
+        env.globals["raise_exception"] = raise_exception
+        return env.from_string(source)
+
+
 class TemplateRenderError(InstructTuneError):
     """A template could not render a conversation (reported per row by the tokenizer step)."""
 
@@ -243,10 +264,8 @@ class JinjaTemplate(Template):
         return cls(name, source, min(found)[2] if found else None, specials)
 
     def _render(self, messages, add_generation_prompt: bool) -> str:
-        from transformers.utils.chat_template_utils import _compile_jinja_template
-
         try:
-            return _compile_jinja_template(self.source).render(
+            return _compile(self.source).render(
                 messages=list(messages), add_generation_prompt=add_generation_prompt,
                 **dict(self.special_tokens))
         except Exception as e:  # jinja2 errors, raise_exception() from the template itself
@@ -352,7 +371,10 @@ def get_template(name_or_path: str | None, tokenizer=None) -> Template:
         if not getattr(tokenizer, "chat_template", None):
             raise ConfigError("--template model: this tokenizer has no chat_template. "
                               "Use --template alpaca or chatml, or a .jinja file.")
-        return JinjaTemplate.from_tokenizer(tokenizer, tokenizer.chat_template, "model")
+        source = tokenizer.chat_template
+        if isinstance(source, dict):  # several named templates: the default one is for chat
+            source = source.get("default") or next(iter(source.values()))
+        return JinjaTemplate.from_tokenizer(tokenizer, source, "model")
     path = Path(name)
     if path.is_dir():
         saved = Template.load(path)

@@ -86,7 +86,7 @@ class Encoder:
         self._fast = self._pick_backend()
         self._bpe = self._fast is not None and type(self._fast.model).__name__ == "BPE"
         self.stop_text = template.stop if template.stop is not None else self.eos_text
-        self.stop_id = self._single_token(self.stop_text, "stop token")
+        self.stop_id = self.eos_id if template.stop is None else self._single_token(template.stop, "stop token")
         if template.name == "chatml":
             self._single_token("<|im_start|>", "turn marker")
         # What the tokenizer prepends on its own (BOS), detected on a probe instead of assumed.
@@ -277,10 +277,16 @@ def _tokenize(records: Sequence[Record], tokenizer, template: Template, max_leng
             rendered, ok = [], []
             for rec in chunk:
                 try:
-                    rendered.append(_turns(template.render(rec)))
-                    ok.append(rec)
+                    turns = _turns(template.render(rec))
                 except TemplateRenderError as e:
                     dropped.append(Problem(rec.source.path, rec.source.line, None, str(e)))
+                    continue
+                if turns[-1][1] is None:  # loaders reject these; records built by hand may not
+                    dropped.append(Problem(rec.source.path, rec.source.line, "messages",
+                                           "no assistant reply to train on"))
+                    continue
+                rendered.append(turns)
+                ok.append(rec)
             for rec, (ids, labels, why) in zip(ok, enc.encode_turns(rendered), strict=True):
                 if why is None:
                     nbos = len(enc.bos) if enc.bos and ids[:len(enc.bos)] == enc.bos else 0

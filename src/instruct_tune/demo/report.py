@@ -59,7 +59,8 @@ def _prompt(row: dict) -> str:
 
 
 def _output(text: str, stopped: bool) -> str:
-    text = " ".join(text.split())
+    """One line: newlines shown as ⏎ (a base model often rambles on into new paragraphs)."""
+    text = text.strip(" ").replace("\n", "⏎")
     return (text[:120] + "…" if len(text) > 120 else text) + ("" if stopped else " [no stop]")
 
 

@@ -7,6 +7,7 @@ Ctrl-C while the model is answering stops that answer.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 
@@ -102,10 +103,8 @@ def run(cfg) -> int:
         raise ConfigError("chat needs a model directory: instruct-tune chat DIR")
     gen = Generator.load(cfg.model, template=cfg.template, trust_remote_code=cfg.trust_remote_code,
                          allow_pickle=cfg.allow_pickle)
-    try:  # line editing and history for input() in a terminal
+    with contextlib.suppress(ImportError):  # line editing and history for input(); not on Windows
         import readline  # noqa: F401
-    except ImportError:  # pragma: no cover - Windows
-        pass
     sampling = {"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
                 "top_p": cfg.top_p}
     return chat_loop(gen, system=cfg.system, sampling=sampling)

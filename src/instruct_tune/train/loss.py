@@ -20,6 +20,7 @@ import inspect
 import logging
 import weakref
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +29,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..data.pack import IGNORE, Batch, model_inputs
+from .attention import packed_sdpa
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +154,12 @@ def loss_sum(model: nn.Module, batch: Batch, chunk_size: int | None = None
     if plan.mode == "full":
         # Fallback: the model's own logits (full [B, T, vocab]); only used when the chunked
         # head could not be verified to match the model's forward.
-        logits = model(**kwargs, use_cache=False).logits
+        with packed_sdpa(core) if batch.packed else nullcontext():
+            logits = model(**kwargs, use_cache=False).logits
         flat = logits.reshape(-1, logits.shape[-1]).index_select(0, index)
         return F.cross_entropy(flat.float(), targets, reduction="sum"), n
-    hidden = _forward_hidden(model, plan, kwargs)
+    with packed_sdpa(core) if batch.packed else nullcontext():
+        hidden = _forward_hidden(model, plan, kwargs)
     hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)
     chunk = chunk_size or default_chunk(plan.head.weight.shape[0])
     return head_cross_entropy(hidden, plan.head, targets, chunk, plan.transform), n

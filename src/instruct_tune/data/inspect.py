@@ -1,0 +1,146 @@
+"""`instruct-tune inspect DATA --model M`: see exactly what training will see.
+
+The first rows are shown token-run by token-run: prompt text dimmed, trained text highlighted, and
+special tokens made visible (⟨bos⟩, ⟨eos⟩, or the template's stop token). A summary follows: rows
+kept and dropped (and why), tokens, trained share, length percentiles. `--json` prints one JSON
+object per row (input_ids, labels, text, ...) on stdout; the summary then goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+
+import numpy as np
+from rich.console import Console
+from rich.text import Text
+
+from ..config import InspectConfig
+from ..errors import ConfigError
+from .records import Record
+from .templates import Template, get_template
+from .tokenize import IGNORE, Example, ExampleSet, build_examples, get_encoder
+
+DEFAULT_ROWS = 3
+PROMPT_STYLE, TRAINED_STYLE, SPECIAL_STYLE = "dim", "bold green", "bold black on green"
+
+
+def _special_names(tokenizer, template: Template) -> dict[int, str]:
+    enc = get_encoder(tokenizer, template)
+    names = {tid: f"⟨{tok}⟩" for tok, tid in tokenizer.get_added_vocab().items()}
+    if tokenizer.bos_token_id is not None:
+        names[tokenizer.bos_token_id] = "⟨bos⟩"
+    names[enc.stop_id] = f"⟨{enc.stop_text}⟩"
+    names[enc.eos_id] = "⟨eos⟩"
+    return names
+
+
+def _runs(ex: Example, specials: dict[int, str]):
+    """(start, end, trained, special) spans: runs of plain tokens, specials one by one."""
+    start = 0
+    ids, labels = ex.input_ids, ex.labels
+    for i in range(1, len(ids) + 1):
+        if (i == len(ids) or ids[i] in specials or ids[i - 1] in specials
+                or (labels[i] == IGNORE) != (labels[i - 1] == IGNORE)):
+            yield start, i, labels[start] != IGNORE, ids[start] in specials
+            start = i
+
+
+def render_example(ex: Example, tokenizer, specials: dict[int, str]) -> Text:
+    """Coloured text of one example. Runs are decoded in context (prefix difference), so
+    SentencePiece's leading-space handling and multi-byte characters come out right."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+
+    def decode(ids):
+        if backend is not None:
+            return backend.decode(ids, skip_special_tokens=False)
+        return tokenizer.decode(ids, skip_special_tokens=False)
+
+    out = Text()
+    done = ""
+    for s, e, trained, special in _runs(ex, specials):
+        upto = decode(ex.input_ids[:e])
+        piece = upto[len(done):] if upto.startswith(done) else decode(ex.input_ids[s:e])
+        done = upto
+        if special:
+            out.append(specials[ex.input_ids[s]], SPECIAL_STYLE if trained else "dim reverse")
+        else:
+            out.append(piece, TRAINED_STYLE if trained else PROMPT_STYLE)
+    return out
+
+
+def _reason(message: str) -> str:
+    return message.split(" (", 1)[0]
+
+
+def summary(records: list[Record], skipped, result: ExampleSet, template: Template,
+            tokenizer, max_length: int) -> Text:
+    """The summary as aligned 'label  value' lines (plain lines: long paths are never cut)."""
+    lengths = np.array([len(e.input_ids) for e in result.examples] or [0])
+    trained = sum(e.num_trained for e in result.examples)
+    total = int(lengths.sum())
+    enc = get_encoder(tokenizer, template)
+    lines = [("template", f"{template.name} (stop token {enc.stop_text!r}, id {enc.stop_id})")]
+    loaded = f"{len(records) + len(skipped):,} rows"
+    if skipped:
+        loaded += f" ({len(skipped):,} invalid, skipped)"
+    lines += [("loaded", loaded),
+              ("kept", f"{len(result.examples):,} rows" + (" (from cache)" if result.cached else ""))]
+    if result.dropped:
+        lines.append(("dropped", f"{len(result.dropped):,} rows"))
+        reasons = Counter(_reason(p.message) for p in result.dropped)
+        for reason, count in reasons.most_common(5):
+            first = next(p for p in result.dropped if _reason(p.message) == reason)
+            detail = first.message[len(reason):].strip()
+            lines.append(("", f"{count:,} × {reason} — first at {first.path}:{first.line} {detail}"))
+    lines.append(("tokens", f"{total:,} ({trained:,} trained, {trained / max(total, 1):.1%})"))
+    p50, p90, p99 = np.percentile(lengths, [50, 90, 99])
+    lines.append(("length", f"p50 {p50:.0f} · p90 {p90:.0f} · p99 {p99:.0f} · max {lengths.max()} "
+                            f"(--max-length {max_length})"))
+    text = Text()
+    for label, value in lines:
+        text.append(f"{label:<9} ", "bold")
+        text.append(value + "\n")
+    return text
+
+
+def run(cfg: InspectConfig) -> int:
+    from ..train.model import load_tokenizer
+    from .load import load_records_report
+
+    if not cfg.data:
+        raise ConfigError("inspect needs a data file: instruct-tune inspect DATA --model MODEL")
+    if not cfg.model:
+        raise ConfigError("inspect needs --model (a model directory or hub name): its tokenizer is used")
+    loaded = load_records_report(cfg.data, format=cfg.format, columns=cfg.columns,
+                                 skip_invalid=cfg.skip_invalid)
+    tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    template = get_template(cfg.template, tokenizer)
+    result = build_examples(loaded.records, tokenizer, template, max_length=cfg.max_length,
+                            truncation=cfg.truncation, cache_dir=cfg.cache_dir)
+    n = cfg.n if cfg.n is not None else (0 if cfg.json else DEFAULT_ROWS)
+    shown = result.examples if n <= 0 else result.examples[:n]
+    out = Console(soft_wrap=True, highlight=False)
+    err = Console(stderr=True, highlight=False)
+    if cfg.json:
+        by_source = {(r.source.path, r.source.line): r for r in loaded.records}
+        for ex in shown:
+            rec = by_source[(ex.source.path, ex.source.line)]
+            row = {"source": str(ex.source), "line": ex.source.line, "input_ids": ex.input_ids,
+                   "labels": ex.labels, "text": template.render_text(rec, tokenizer.eos_token),
+                   "num_tokens": len(ex.input_ids), "num_trained": ex.num_trained}
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+        err.print(summary(loaded.records, loaded.skipped, result, template, tokenizer, cfg.max_length))
+        return 0
+    specials = _special_names(tokenizer, template)
+    for ex in shown:
+        n_trained = ex.num_trained
+        out.print(f"── {ex.source} · {len(ex.input_ids)} tokens "
+                  f"(prompt {len(ex.input_ids) - n_trained}, trained {n_trained})", style="bold")
+        out.print(render_example(ex, tokenizer, specials))
+    out.print("── summary", style="bold")
+    out.print(Text.assemble(("prompt", PROMPT_STYLE), " · ", ("trained", TRAINED_STYLE), " · ",
+                            ("⟨special⟩", SPECIAL_STYLE)))
+    out.print(summary(loaded.records, loaded.skipped, result, template, tokenizer, cfg.max_length))
+    return 0

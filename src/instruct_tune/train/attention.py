@@ -1,0 +1,79 @@
+"""Packed-row attention without a [T x T] mask: causal sdpa run per example.
+
+A block-diagonal mask is exact but makes sdpa do the full T x T work of every row (and, on
+CPU, convert the mask in every layer). Running sdpa with `is_causal=True` on each example's
+slice is just as exact and does only sum(L_i^2 / 2) work: measured 2.2x faster at T=976 and
+4x at T=2048 (fwd+bwd, CPU, see the pack/loss report). On a GPU each slice takes sdpa's flash
+path.
+
+It plugs into transformers' attention registry under `NAME` and is switched on only for the
+duration of one forward (`packed_sdpa(model)`) of a model configured for "sdpa". The example
+boundaries travel as transformers' standard varlen kwargs (`cu_seq_lens_q`, ...; flash-attn
+reads the same ones), so a layer that does not see them still gets the exact 4D mask.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+NAME = "instruct_tune_packed_sdpa"
+
+_bounds_cache: tuple[torch.Tensor | None, list[int]] = (None, [])
+
+
+def _bounds(cu_seq_lens: torch.Tensor) -> list[int]:
+    """Python ints of the boundaries, converted once per forward (not once per layer)."""
+    global _bounds_cache
+    if _bounds_cache[0] is not cu_seq_lens:
+        _bounds_cache = (cu_seq_lens, cu_seq_lens.tolist())
+    return _bounds_cache[1]
+
+
+def packed_sdpa_forward(module, query, key, value, attention_mask, dropout: float = 0.0,
+                        scaling: float | None = None, is_causal: bool | None = None, **kwargs):
+    """transformers attention function: per-example causal sdpa when `cu_seq_lens_q` marks the
+    examples of packed rows (boundaries over the flattened [B * T] tokens), else plain sdpa."""
+    cu = kwargs.get("cu_seq_lens_q")
+    B, H, T, _ = query.shape
+    if (cu is None or key.shape[2] != T or T == 1 or kwargs.get("position_bias") is not None
+            or not getattr(module, "is_causal", True)):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, is_causal=is_causal, **kwargs)
+    n_rep = getattr(module, "num_key_value_groups", 1)
+    key, value = repeat_kv(key, n_rep), repeat_kv(value, n_rep)
+    bounds = _bounds(cu)
+    pieces = []
+    for s, e in zip(bounds[:-1], bounds[1:], strict=True):
+        row, a = divmod(s, T)
+        b = a + (e - s)  # segments never cross rows: row ends are boundaries too
+        out = F.scaled_dot_product_attention(
+            query[row:row + 1, :, a:b], key[row:row + 1, :, a:b], value[row:row + 1, :, a:b],
+            dropout_p=dropout, scale=scaling, is_causal=True)
+        pieces.append(out[0].transpose(0, 1))  # [L, H, Dv]
+    return torch.cat(pieces).view(B, T, H, value.shape[-1]), None
+
+
+AttentionInterface.register(NAME, packed_sdpa_forward)
+ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)  # any mask it must build: sdpa's
+
+
+@contextmanager
+def packed_sdpa(model):
+    """Use `packed_sdpa_forward` for this forward if `model` (an unwrapped HF model) runs
+    plain sdpa; leave every other implementation (eager, flash, flex) alone."""
+    cfg = getattr(model, "config", None)
+    switch = (cfg is not None and getattr(cfg, "_attn_implementation", None) == "sdpa"
+              and not getattr(cfg, "sub_configs", None))
+    if switch:
+        cfg._attn_implementation = NAME
+    try:
+        yield
+    finally:
+        if switch:
+            cfg._attn_implementation = "sdpa"
