@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ..config import InspectConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, Problem
 from .records import Record
 from .templates import Template, get_template
 from .tokenize import IGNORE, Example, ExampleSet, build_examples, get_encoder
@@ -70,8 +70,24 @@ def render_example(ex: Example, tokenizer, specials: dict[int, str]) -> Text:
     return out
 
 
-def _reason(message: str) -> str:
-    return message.split(" (", 1)[0]
+def _rows(n: int) -> str:
+    return f"{n:,} row" + ("" if n == 1 else "s")
+
+
+def _reason(p: Problem) -> str:
+    head = p.message.split(" (", 1)[0]
+    return f"[{p.field}] {head}" if p.field else head
+
+
+def _grouped(problems: list[Problem], top: int = 5) -> list[tuple[str, str]]:
+    """'count × reason — first at file:line (detail)' lines, most common reason first."""
+    lines = []
+    for reason, count in Counter(map(_reason, problems)).most_common(top):
+        first = next(p for p in problems if _reason(p) == reason)
+        detail = first.message.split(" (", 1)[1] if " (" in first.message else ""
+        where = f"{first.path}:{first.line}" if first.line is not None else first.path
+        lines.append(("", f"{count:,} × {reason} — first at {where}" + (f" ({detail}" if detail else "")))
+    return lines
 
 
 def summary(records: list[Record], skipped, result: ExampleSet, template: Template,
@@ -82,18 +98,12 @@ def summary(records: list[Record], skipped, result: ExampleSet, template: Templa
     total = int(lengths.sum())
     enc = get_encoder(tokenizer, template)
     lines = [("template", f"{template.name} (stop token {enc.stop_text!r}, id {enc.stop_id})")]
-    loaded = f"{len(records) + len(skipped):,} rows"
+    lines.append(("loaded", _rows(len(records) + len(skipped))))
     if skipped:
-        loaded += f" ({len(skipped):,} invalid, skipped)"
-    lines += [("loaded", loaded),
-              ("kept", f"{len(result.examples):,} rows" + (" (from cache)" if result.cached else ""))]
+        lines += [("invalid", f"{_rows(len(skipped))} skipped (--skip-invalid)"), *_grouped(skipped)]
+    lines.append(("kept", _rows(len(result.examples)) + (" (from cache)" if result.cached else "")))
     if result.dropped:
-        lines.append(("dropped", f"{len(result.dropped):,} rows"))
-        reasons = Counter(_reason(p.message) for p in result.dropped)
-        for reason, count in reasons.most_common(5):
-            first = next(p for p in result.dropped if _reason(p.message) == reason)
-            detail = first.message[len(reason):].strip()
-            lines.append(("", f"{count:,} × {reason} — first at {first.path}:{first.line} {detail}"))
+        lines += [("dropped", _rows(len(result.dropped))), *_grouped(result.dropped)]
     lines.append(("tokens", f"{total:,} ({trained:,} trained, {trained / max(total, 1):.1%})"))
     p50, p90, p99 = np.percentile(lengths, [50, 90, 99])
     lines.append(("length", f"p50 {p50:.0f} · p90 {p90:.0f} · p99 {p99:.0f} · max {lengths.max()} "

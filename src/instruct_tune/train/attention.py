@@ -24,15 +24,20 @@ from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 NAME = "instruct_tune_packed_sdpa"
 
-_bounds_cache: tuple[torch.Tensor | None, list[int]] = (None, [])
+_lengths_cache: tuple[torch.Tensor | None, list[list[int]]] = (None, [])
 
 
-def _bounds(cu_seq_lens: torch.Tensor) -> list[int]:
-    """Python ints of the boundaries, converted once per forward (not once per layer)."""
-    global _bounds_cache
-    if _bounds_cache[0] is not cu_seq_lens:
-        _bounds_cache = (cu_seq_lens, cu_seq_lens.tolist())
-    return _bounds_cache[1]
+def _row_lengths(cu_seq_lens: torch.Tensor, T: int) -> list[list[int]]:
+    """Example lengths per row, from boundaries over the flattened [B * T] tokens. Converted to
+    Python once per forward, not once per layer (on a GPU, .tolist() waits for the device)."""
+    global _lengths_cache
+    if _lengths_cache[0] is not cu_seq_lens:
+        bounds = cu_seq_lens.tolist()
+        rows: list[list[int]] = [[] for _ in range((bounds[-1]) // T)]
+        for s, e in zip(bounds[:-1], bounds[1:], strict=True):
+            rows[s // T].append(e - s)  # segments never cross rows: row ends are boundaries
+        _lengths_cache = (cu_seq_lens, rows)
+    return _lengths_cache[1]
 
 
 def packed_sdpa_forward(module, query, key, value, attention_mask, dropout: float = 0.0,
@@ -40,23 +45,24 @@ def packed_sdpa_forward(module, query, key, value, attention_mask, dropout: floa
     """transformers attention function: per-example causal sdpa when `cu_seq_lens_q` marks the
     examples of packed rows (boundaries over the flattened [B * T] tokens), else plain sdpa."""
     cu = kwargs.get("cu_seq_lens_q")
-    B, H, T, _ = query.shape
+    T = query.shape[2]
     if (cu is None or key.shape[2] != T or T == 1 or kwargs.get("position_bias") is not None
             or not getattr(module, "is_causal", True)):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, is_causal=is_causal, **kwargs)
     n_rep = getattr(module, "num_key_value_groups", 1)
     key, value = repeat_kv(key, n_rep), repeat_kv(value, n_rep)
-    bounds = _bounds(cu)
-    pieces = []
-    for s, e in zip(bounds[:-1], bounds[1:], strict=True):
-        row, a = divmod(s, T)
-        b = a + (e - s)  # segments never cross rows: row ends are boundaries too
-        out = F.scaled_dot_product_attention(
-            query[row:row + 1, :, a:b], key[row:row + 1, :, a:b], value[row:row + 1, :, a:b],
-            dropout_p=dropout, scale=scaling, is_causal=True)
-        pieces.append(out[0].transpose(0, 1))  # [L, H, Dv]
-    return torch.cat(pieces).view(B, T, H, value.shape[-1]), None
+    rows = []
+    # unbind/split are views whose backward is one stack/cat (slicing per example instead
+    # would allocate a full-size zero gradient per slice).
+    for lengths, q, k, v in zip(_row_lengths(cu, T), query.unbind(0), key.unbind(0),
+                                value.unbind(0), strict=True):
+        rows.append(torch.cat([
+            F.scaled_dot_product_attention(qs, ks, vs, dropout_p=dropout, scale=scaling,
+                                           is_causal=True)
+            for qs, ks, vs in zip(q.split(lengths, 1), k.split(lengths, 1), v.split(lengths, 1),
+                                  strict=True)], dim=1))  # [H, T, Dv]
+    return torch.stack(rows).transpose(1, 2), None  # [B, T, H, Dv] like sdpa_attention_forward
 
 
 AttentionInterface.register(NAME, packed_sdpa_forward)
