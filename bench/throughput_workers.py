@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -20,6 +21,8 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+
+CLOCKS = (time.perf_counter, time.process_time)
 
 
 def tokenize_file(path: Path, tokenizer, max_length: int) -> list[dict]:
@@ -119,11 +122,14 @@ def run_trl(spec: dict) -> dict:
         # Best non-packed option TRL offers: batches of similar length (less padding).
         train_sampling_strategy="random" if packing else "group_by_length",
         logging_steps=10, save_strategy="no", disable_tqdm=True, dataloader_num_workers=0)
-    seen = {"trained": torch.zeros((), dtype=torch.long), "loss": None}
+    seen = {"trained": torch.zeros((), dtype=torch.long), "loss": None, "slots": 0, "real": 0}
 
     class Trainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             seen["trained"] += (inputs["labels"][:, 1:] != -100).sum()
+            seen["slots"] += inputs["input_ids"].numel()
+            mask = inputs.get("attention_mask")
+            seen["real"] += int(mask.sum()) if mask is not None else inputs["input_ids"].numel()
             out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             seen["loss"] = (out[0] if return_outputs else out).detach()
             return out
@@ -131,10 +137,11 @@ def run_trl(spec: dict) -> dict:
     trainer = Trainer(model=model, args=args, train_dataset=dataset, processing_class=tok)
     note = f"packed==alone: max|dlogits| {packed_exactness(trainer, model):.1e}" if packing else ""
     clock = Clock()
-    trainer.train()
+    with profiled(spec):
+        trainer.train()
     window = clock.window()
     trainer.save_model(spec["out"] + "/final")
-    return dict(window, last_loss=float(seen["loss"]),
+    return dict(window, last_loss=float(seen["loss"]), padding=1 - seen["real"] / seen["slots"],
                 trained_seen=int(seen["trained"]), note=note,
                 eval_loss=eval_loss(trainer.model, spec["eval_json"]))
 
@@ -153,13 +160,63 @@ def run_ours(spec: dict) -> dict:
         max_grad_norm=1.0, precision="fp32", seed=spec["seed"], log_every=1, save_every=10**9,
         eval_every=0, quiet=True, overwrite=True, max_length=spec["max_length"], cache_dir="none")
     clock = Clock()
-    final = train(cfg)
+    with profiled(spec):
+        final = train(cfg)
     window = clock.window()
     metrics = [json.loads(x) for x in (Path(spec["out"]) / "metrics.jsonl").read_text().splitlines()]
     train_rows = [m for m in metrics if m.get("loss") is not None]
     model = AutoModelForCausalLM.from_pretrained(final, dtype=torch.float32)
-    return dict(window, last_loss=float(train_rows[-1]["loss"]),
+    return dict(window, last_loss=float(train_rows[-1]["loss"]), padding=_our_padding(spec),
                 eval_loss=eval_loss(model, spec["eval_json"]))
+
+
+def _our_padding(spec: dict) -> float | None:
+    """Padding share of our batches for this data (the plan the trainer used)."""
+    from types import SimpleNamespace
+
+    from instruct_tune.train.plan import Plan
+
+    rows = json.loads(Path(spec["train_json"]).read_text())
+    examples = [SimpleNamespace(input_ids=r["input_ids"], labels=r["labels"]) for r in rows]
+    packing = spec["config"].endswith("-pack")
+    plan = Plan(examples, batch_size=spec["pack_batch"] if packing else spec["batch"],
+                grad_accum=1, world=1, packing=packing, max_length=spec["max_length"],
+                seed=spec["seed"], epochs=1.0, max_steps=None, pad_id=0)
+    return plan.padding_share()
+
+
+@contextmanager
+def profiled(spec: dict):
+    """With spec['profile']: torch.profiler over training; prints where the CPU time went."""
+    if not spec.get("profile"):
+        yield
+        return
+    from torch.profiler import ProfilerActivity, profile
+
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        yield
+    wall = time.perf_counter() - t0
+    events = prof.key_averages()
+    groups = {"matmul (mm/addmm/bmm)": ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm"),
+              "attention (sdpa kernels)": ("scaled_dot_product",),
+              "softmax / cross-entropy": ("softmax", "logsumexp", "nll_loss", "cross_entropy",
+                                          "aten::exp_", "aten::exp")}
+    totals = dict.fromkeys(groups, 0.0)
+    for e in events:
+        for g, keys in groups.items():
+            if any(k in e.key for k in keys) and "autograd" not in e.key:
+                totals[g] += e.self_cpu_time_total / 1e6
+    opt = sum(e.cpu_time_total for e in events if e.key.startswith("Optimizer.step")) / 1e6
+    ops = sum(e.self_cpu_time_total for e in events if e.key.startswith("aten::")) / 1e6
+    # The profiler times ops by the wall clock, so everything here is wall seconds.
+    print(f"\nprofile of {spec['config']} (vocab {spec['vocab']}, {spec['threads']} threads), "
+          f"{wall:.1f} s incl. setup and saving; time in aten ops ({ops:.1f} s) by kind:")
+    for g, t in [*totals.items(), ("optimizer step (total)", opt),
+                 ("other aten ops", ops - sum(totals.values()) - opt)]:
+        print(f"  {g:28} {t:7.2f} s  {t / ops:6.1%}")
+    print(f"  outside aten ops (Python, data, loading, saving): {wall - ops:.1f} s")
+    print(events.table(sort_by="self_cpu_time_total", row_limit=15))
 
 
 def main(spec_path: str) -> None:
@@ -168,11 +225,13 @@ def main(spec_path: str) -> None:
     torch.manual_seed(spec["seed"])
     # The matmul peak is measured here, right before and after training, so MFU compares the run
     # with what this machine delivered at that moment (it is shared; load changes by the minute).
-    peak = common.matmul_peak(torch.float32, n=1536, repeats=4)
+    # Per wall second and per CPU second (the latter is robust to other jobs on the machine).
+    peaks = [common.matmul_peak(torch.float32, 1536, 4, clock) for clock in CLOCKS]
     result = (run_trl if spec["config"].startswith("trl") else run_ours)(spec)
     rss = common.peak_rss_mib()
-    peak = max(peak, common.matmul_peak(torch.float32, n=1536, repeats=4))
-    result.update(config=spec["config"], peak_rss_mib=rss, peak_flops=peak)
+    after = [common.matmul_peak(torch.float32, 1536, 4, clock) for clock in CLOCKS]
+    result.update(config=spec["config"], peak_rss_mib=rss, peak_flops=max(peaks[0], after[0]),
+                  peak_flops_cpu=max(peaks[1], after[1]))
     Path(spec["out"] + ".result.json").write_text(json.dumps(result))
 
 

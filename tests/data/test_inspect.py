@@ -87,3 +87,12 @@ def test_user_errors_exit_2_without_traceback(tmp_path, tok_dirs, capsys):
                  "--truncation", "error", "--cache-dir", "none"]) == 2
     err = capsys.readouterr().err
     assert "d.jsonl:3" in err and "Traceback" not in err
+
+
+def test_summary_reports_invalid_rows_with_their_line(tmp_path, tok_dirs, capsys):
+    data = data_file(tmp_path, [ROWS[0], {"instruction": "", "output": "x"}, ROWS[3]])
+    assert main(["inspect", str(data), "--model", str(tok_dirs["gpt2"]), "--skip-invalid",
+                 "--cache-dir", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "1 row skipped" in out and "[instruction]" in out and "d.jsonl:2" in out
+    assert "kept     2 rows" in out or "2 rows" in out

@@ -141,7 +141,10 @@ def test_collate_layout_mask_and_labels(lengths, packed, seed):
             t += n
         assert (b.labels[r, t:] == IGNORE).all()
         assert (b.input_ids[r, t:] == 0).all()
-    assert b.num_trained == trained
+    assert b.num_trained == trained == len(b.target_index)
+    want_index = [r * width + t for r in range(nb) for t in range(width - 1)
+                  if b.labels[r, t + 1] != IGNORE]
+    assert b.target_index.tolist() == want_index
     assert b.num_tokens == sum(lengths)
     if packed:  # varlen boundaries: where each example (or a padding tail) starts, flattened
         flat = seg.flatten()

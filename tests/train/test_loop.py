@@ -139,12 +139,13 @@ def _weights(final):
     return list(load_weights(final).values())
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_packing_gradient_checkpointing_and_precision(make_cfg, precision):
+@pytest.mark.parametrize("packing, checkpointing, precision", [
+    (True, False, "bf16"), (False, True, "fp32"), (True, True, "fp32")])
+def test_packing_gradient_checkpointing_and_precision(make_cfg, packing, checkpointing, precision):
     """Packed batches, gradient checkpointing and bf16 autocast train to finite weights."""
-    final = train(make_cfg("qwen2", out=None, packing=True, max_length=256, batch_size=2,
-                           gradient_checkpointing=True, precision=precision, max_steps=3,
-                           save_every=0))
+    final = train(make_cfg("qwen2", out=None, packing=packing, max_length=256, batch_size=2,
+                           gradient_checkpointing=checkpointing, precision=precision,
+                           max_steps=3, save_every=0))
     rows = metrics(final.parent)
     assert len(rows) == 3 and all(r["loss"] == r["loss"] for r in rows)
     assert all(torch.isfinite(t).all() for t in _weights(final))

@@ -44,6 +44,9 @@ class Batch:
     # padding tail count as boundaries too), int32, and the longest example: the varlen kwargs.
     cu_seq_lens: torch.Tensor | None = None
     max_seq_len: int = 0
+    # Flat [B * T] positions t whose next token labels[t + 1] is trained (what the loss reads),
+    # computed on the CPU by collate so the loss needs no device sync to find them.
+    target_index: torch.Tensor | None = None
 
     @property
     def attention_mask(self) -> torch.Tensor:
@@ -178,15 +181,15 @@ def collate(examples: Sequence[ExampleLike], pad_id: int, *, packed: bool, max_l
         # Padding continues counting in padded rows (so positions are just 0..T-1 and the
         # model's default path applies); in packed rows it is one more segment from 0.
         pos[r, t:] = torch.arange(t, width) if not packed else torch.arange(width - t)
+    target = (labels.flatten()[1:] != IGNORE).nonzero().flatten()  # flat t with labels[t+1]
+    common = dict(input_ids=ids, labels=labels, position_ids=pos, num_trained=num_trained,
+                  num_tokens=int(real.sum()), target_index=target)
     if not packed:
         mask = (torch.arange(width)[None, :] < real[:, None]).long()
-        return Batch(input_ids=ids, labels=labels, position_ids=pos, num_trained=num_trained,
-                     num_tokens=int(real.sum()), packed=False, padding_mask=mask)
-    starts = (pos == 0).flatten().nonzero().flatten()  # every example (and padding tail) starts at 0
+        return Batch(**common, packed=False, padding_mask=mask)
+    starts = (pos == 0).flatten().nonzero().flatten()  # each example and padding tail starts at 0
     cu = torch.cat([starts, torch.tensor([B * width])]).to(torch.int32)
-    return Batch(input_ids=ids, labels=labels, position_ids=pos, num_trained=num_trained,
-                 num_tokens=int(real.sum()), packed=True, cu_seq_lens=cu,
-                 max_seq_len=int(cu.diff().max()))
+    return Batch(**common, packed=True, cu_seq_lens=cu, max_seq_len=int(cu.diff().max()))
 
 
 def block_causal_mask(position_ids: torch.Tensor) -> torch.Tensor:

@@ -40,14 +40,11 @@ def resolve_template(model_dir: str | os.PathLike, tokenizer, fallback: str | No
 
 def tokenizer_dir(model_dir: Path) -> Path:
     """A LoRA adapter directory saved without its tokenizer falls back to the base model's."""
-    from ..train.model import is_adapter_dir
+    from ..train.model import adapter_base, is_adapter_dir
 
     has_tok = any((model_dir / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
     if not has_tok and is_adapter_dir(model_dir):
-        import json
-
-        return Path(json.loads((model_dir / "adapter_config.json").read_text())
-                    ["base_model_name_or_path"])
+        return Path(adapter_base(model_dir))
     return model_dir
 
 

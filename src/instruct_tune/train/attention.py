@@ -57,12 +57,12 @@ def packed_sdpa_forward(module, query, key, value, attention_mask, dropout: floa
     # would allocate a full-size zero gradient per slice).
     for lengths, q, k, v in zip(_row_lengths(cu, T), query.unbind(0), key.unbind(0),
                                 value.unbind(0), strict=True):
-        rows.append(torch.cat([
-            F.scaled_dot_product_attention(qs, ks, vs, dropout_p=dropout, scale=scaling,
-                                           is_causal=True)
+        rows.append(torch.cat([  # 4D inputs: sdpa's fused kernels need them (3D -> math path)
+            F.scaled_dot_product_attention(qs[None], ks[None], vs[None], dropout_p=dropout,
+                                           scale=scaling, is_causal=True)
             for qs, ks, vs in zip(q.split(lengths, 1), k.split(lengths, 1), v.split(lengths, 1),
-                                  strict=True)], dim=1))  # [H, T, Dv]
-    return torch.stack(rows).transpose(1, 2), None  # [B, T, H, Dv] like sdpa_attention_forward
+                                  strict=True)], dim=2))  # [1, H, T, Dv]
+    return torch.cat(rows).transpose(1, 2), None  # [B, T, H, Dv] like sdpa_attention_forward
 
 
 AttentionInterface.register(NAME, packed_sdpa_forward)

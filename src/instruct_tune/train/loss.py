@@ -85,9 +85,9 @@ def _forward_hidden(model: nn.Module, plan: _Plan, kwargs: dict) -> torch.Tensor
     caught: list[torch.Tensor] = []
     hook = plan.backbone.register_forward_hook(lambda m, a, out: caught.append(_last_hidden(out)))
     try:
-        ids = kwargs["input_ids"]
-        none = torch.zeros(ids.shape, dtype=torch.bool, device=ids.device)
-        model(**kwargs, use_cache=False, logits_to_keep=none)
+        # logits_to_keep=1: the model's own head runs on one position per row only (every
+        # model with the argument accepts an int; a bool mask would also skip that row).
+        model(**kwargs, use_cache=False, logits_to_keep=1)
     finally:
         hook.remove()
     return caught[-1]
@@ -148,11 +148,14 @@ def loss_sum(model: nn.Module, batch: Batch, chunk_size: int | None = None
         plan = _PLANS[core] = _make_plan(core)
     dtype = next(core.parameters()).dtype
     kwargs = model_inputs(batch, getattr(core.config, "_attn_implementation", None), dtype)
-    # Shift once on the flat labels: target of position t is labels[t + 1]; the last position
-    # of each row has none. Rows never leak: `collate` unlabels each example's first token.
-    targets = F.pad(batch.labels[:, 1:], (0, 1), value=IGNORE).reshape(-1)
-    index = (targets != IGNORE).nonzero().squeeze(1)
-    targets = targets.index_select(0, index)
+    # Flat positions whose next token is labelled, and those tokens. `collate` computes the
+    # index on the CPU, so no device sync here; rows never leak because `collate` unlabels
+    # each example's first token.
+    index = batch.target_index
+    if index is None:
+        shifted = F.pad(batch.labels[:, 1:], (0, 1), value=IGNORE).reshape(-1)
+        index = (shifted != IGNORE).nonzero().squeeze(1)
+    targets = batch.labels.reshape(-1).index_select(0, index + 1)
     n = int(index.numel())
     if plan.mode == "full":
         # Fallback: the model's own logits (full [B, T, vocab]); only used when the chunked

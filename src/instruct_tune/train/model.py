@@ -1,12 +1,19 @@
 """Load models and tokenizers safely: safetensors only and no remote code, unless the user opts in.
 
-A directory holding a LoRA adapter (adapter_config.json) loads as base model + adapter.
+Loading a file must never run code. Pickle-based weights (.bin/.pt) are refused unless
+--allow-pickle, and even then transformers/peft read them with torch.load(weights_only=True), so a
+pickle that holds anything but tensors is refused too. A directory's own Python code (config.json
+`auto_map`) never runs without --trust-remote-code. Every failure is a ModelLoadError saying what
+is wrong, where, and what to do. A directory holding a LoRA adapter (adapter_config.json) loads as
+base model + adapter.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -14,21 +21,110 @@ import torch
 from ..errors import ModelLoadError
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# Pickles in HF Trainer checkpoint dirs that are not weights (never loaded by us).
+NOT_WEIGHTS = ("training_args", "optimizer", "scheduler", "scaler", "rng_state", "random_states")
+TOKENIZER_FILES = ("tokenizer", "vocab", "merges", "spiece", "sentencepiece")  # name prefixes
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # "gpt2", "org/model"
+PICKLE_RISK = ("Loading a pickle can run arbitrary code (torch's weights_only guard narrows this "
+               "but has been bypassed before, e.g. CVE-2025-32434).")
 
 
-def _check_local_weights(path: Path, allow_pickle: bool) -> None:
-    files = [p.name for p in path.iterdir()] if path.is_dir() else []
-    has_safe = any(f.endswith(".safetensors") for f in files)
-    pickled = [f for f in files if f.endswith(PICKLE_SUFFIXES) and f != "training_args.bin"]
-    if not has_safe and pickled and not allow_pickle:
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelLoadError(f"{path}: not valid JSON ({e}). The file is damaged: re-save or "
+                             "re-download the model.") from None
+    if not isinstance(value, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object, found {type(value).__name__}.")
+    return value
+
+
+def _local_dir(name_or_path: str | os.PathLike) -> Path | None:
+    """The model directory; None for a hub name. A missing path or a file is a ModelLoadError."""
+    name = str(name_or_path)
+    if not name:
+        raise ModelLoadError("No model given: pass --model DIR (a local model directory) or a hub "
+                             "name such as 'org/model'.")
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise ModelLoadError(f"{name} is a file; --model expects a model directory (config.json, "
+                             f"*.safetensors, tokenizer files), e.g. {path.parent}.")
+    if _HUB_ID.match(name) and not path.suffix:
+        return None  # a hub name; transformers resolves it from its cache or the network
+    raise ModelLoadError(f"{name}: no such directory. --model takes a local model directory or a "
+                         "hub name such as 'org/model'.")
+
+
+def _hub_error(name: str, what: str, e: BaseException) -> ModelLoadError:
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    todo = (f"Downloads are off (HF_HUB_OFFLINE=1): run `hf download {name}` where there is "
+            "network," if offline else "Check the name and your network,")
+    return ModelLoadError(f"Could not load {what} '{name}': not a local directory, and not found "
+                          f"in the Hugging Face cache or hub ({_first_line(e)}). {todo} or pass a "
+                          "local model directory.")
+
+
+def _remote_code_error(where: Path, files: list[str]) -> ModelLoadError:
+    shipped = f" ({', '.join(files)})" if files else ""
+    return ModelLoadError(
+        f"{where} needs the Python code shipped with the model{shipped} to load (auto_map). "
+        "instruct-tune never runs a model's own code by default. Read that code, and pass "
+        "--trust-remote-code only if you trust it.")
+
+
+def _auto_map_files(auto_map: dict) -> list[str]:
+    refs = [r for v in auto_map.values() for r in (v if isinstance(v, list) else [v]) if r]
+    return sorted({str(r).split("--")[-1].rsplit(".", 1)[0] + ".py" for r in refs})
+
+
+def _check_remote_code(path: Path, config: dict, trust_remote_code: bool) -> None:
+    """Refuse a model that only loads by running its own code. transformers would raise too, but
+    this names the files. A model whose type transformers knows loads with the built-in code, as
+    transformers does itself: nothing of the directory's runs."""
+    from transformers import CONFIG_MAPPING
+
+    auto_map = config.get("auto_map")
+    if trust_remote_code or not isinstance(auto_map, dict) or config.get("model_type") in CONFIG_MAPPING:
+        return
+    raise _remote_code_error(path / "config.json", _auto_map_files(auto_map))
+
+
+def _check_weights(path: Path, allow_pickle: bool) -> None:
+    files = [p.name for p in path.iterdir()]
+    if any(f.endswith(".safetensors") for f in files):
+        return  # safetensors win: use_safetensors=True (or transformers' own preference)
+    pickled = sorted(f for f in files if f.endswith(PICKLE_SUFFIXES) and not f.startswith(NOT_WEIGHTS))
+    if pickled and not allow_pickle:
         raise ModelLoadError(
-            f"{path} has only pickle-based weights ({', '.join(sorted(pickled)[:3])}). Loading a pickle "
-            "can run arbitrary code. Convert them to safetensors, or pass --allow-pickle if you "
-            "trust the source.")
+            f"{path} has only pickle-based weights ({', '.join(pickled[:3])}). {PICKLE_RISK} "
+            "Convert them to safetensors (load once where you trust the file, then "
+            "model.save_pretrained(DIR)), or pass --allow-pickle if you trust the source.")
+    if not pickled:
+        raise ModelLoadError(
+            f"{path} has no weights (no *.safetensors file next to config.json). Was saving "
+            f"interrupted, or only the config copied? Save the model with "
+            f"model.save_pretrained('{path}').")
 
 
 def is_adapter_dir(name_or_path: str | os.PathLike) -> bool:
     return (Path(name_or_path) / "adapter_config.json").is_file()
+
+
+def adapter_base(path: str | os.PathLike) -> str:
+    """The base model a LoRA adapter directory was trained on (adapter_config.json)."""
+    cfg_path = Path(path) / "adapter_config.json"
+    base = _read_json(cfg_path).get("base_model_name_or_path")
+    if not isinstance(base, str) or not base:
+        raise ModelLoadError(f"{cfg_path} [base_model_name_or_path]: missing; set it to the base "
+                             "model directory or hub name the adapter was trained on.")
+    return base
 
 
 def load_tokenizer(name_or_path: str | os.PathLike, trust_remote_code: bool = False):
@@ -36,18 +132,32 @@ def load_tokenizer(name_or_path: str | os.PathLike, trust_remote_code: bool = Fa
     so EOS stays trained even when pad == eos)."""
     from transformers import AutoTokenizer
 
-    path = Path(name_or_path)
-    if path.exists() and not path.is_dir():
-        raise ModelLoadError(f"{path} is a file; --model expects a model directory or hub name.")
+    path = _local_dir(name_or_path)
+    if path is not None and not any(f.name.startswith(TOKENIZER_FILES) or f.suffix in (".model", ".tiktoken")
+                                    for f in path.iterdir()):
+        raise ModelLoadError(f"{path} has no tokenizer files (tokenizer.json, tokenizer_config.json, "
+                             f"...). Save the tokenizer next to the weights with "
+                             f"tokenizer.save_pretrained('{path}').")
+    configs = {}  # damaged JSON is named as such, not reported as "no tokenizer"
+    for fname in ("tokenizer_config.json", "config.json"):
+        if path is not None and (path / fname).is_file():
+            configs[fname] = _read_json(path / fname)
     try:
-        tok = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as e:
-        if path.is_dir():
-            raise ModelLoadError(
-                f"{path} has no loadable tokenizer (tokenizer.json / tokenizer_config.json). "
-                f"Save the tokenizer next to the weights with tokenizer.save_pretrained('{path}'). "
-                f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
-        raise ModelLoadError(f"Could not load tokenizer '{name_or_path}': {e}") from None
+        # trust_remote_code is always a bool here: None would make transformers prompt on stdin.
+        tok = AutoTokenizer.from_pretrained(str(name_or_path),
+                                            trust_remote_code=bool(trust_remote_code))
+    except Exception as e:  # transformers and tokenizers raise many types (even bare Exception)
+        if "trust_remote_code" in str(e):
+            fname, cfg = next(((n, c) for n, c in configs.items()
+                               if isinstance(c.get("auto_map"), dict)), ("", {}))
+            raise _remote_code_error(path / fname if path and fname else Path(str(name_or_path)),
+                                     _auto_map_files(cfg.get("auto_map", {}))) from None
+        if path is None:
+            raise _hub_error(str(name_or_path), "tokenizer", e) from None
+        raise ModelLoadError(
+            f"{path} has no loadable tokenizer (tokenizer.json / tokenizer_config.json): "
+            f"{type(e).__name__}: {_first_line(e)}. Save the tokenizer next to the weights with "
+            f"tokenizer.save_pretrained('{path}').") from None
     if tok.eos_token_id is None:
         raise ModelLoadError(
             f"The tokenizer of '{name_or_path}' has no EOS token, so a tuned model could never learn "
@@ -62,26 +172,62 @@ def load_model(name_or_path: str | os.PathLike, *, dtype: torch.dtype = torch.fl
     """Load a causal LM (or base + LoRA adapter) for training or inference."""
     from transformers import AutoModelForCausalLM
 
-    path = Path(name_or_path)
-    if path.is_dir() and is_adapter_dir(path):
-        from peft import PeftModel
-
-        base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
-        model = load_model(base, dtype=dtype, trust_remote_code=trust_remote_code,
-                           allow_pickle=allow_pickle)
-        return PeftModel.from_pretrained(model, str(path))
-    if path.is_dir():
+    path = _local_dir(name_or_path)
+    if path is not None and is_adapter_dir(path):
+        return _load_adapter(path, dtype, trust_remote_code, allow_pickle)
+    if path is not None:
         if not (path / "config.json").is_file():
-            raise ModelLoadError(f"{path} is not a model directory (no config.json).")
-        _check_local_weights(path, allow_pickle)
+            raise ModelLoadError(f"{path} is not a model directory (no config.json). Point --model "
+                                 "at the directory that model.save_pretrained() wrote.")
+        _check_remote_code(path, _read_json(path / "config.json"), trust_remote_code)
+        _check_weights(path, allow_pickle)
+    where = str(path or name_or_path)
     try:
         return AutoModelForCausalLM.from_pretrained(
-            str(name_or_path), dtype=dtype, trust_remote_code=trust_remote_code,
+            str(name_or_path), dtype=dtype, trust_remote_code=bool(trust_remote_code),
             use_safetensors=None if allow_pickle else True)
-    except OSError as e:
-        raise ModelLoadError(f"Could not load model '{name_or_path}': {str(e).splitlines()[0]}") from None
-    except ValueError as e:
-        if "trust_remote_code" in str(e):
-            raise ModelLoadError(f"'{name_or_path}' needs its own code to load. Pass "
-                                 "--trust-remote-code only if you trust it.") from None
-        raise ModelLoadError(f"Could not load model '{name_or_path}': {e}") from None
+    except Exception as e:
+        raise _load_error(e, where, path is None) from None
+
+
+def _load_adapter(path: Path, dtype, trust_remote_code: bool, allow_pickle: bool):
+    from peft import PeftModel
+
+    base = adapter_base(path)
+    try:
+        model = load_model(base, dtype=dtype, trust_remote_code=trust_remote_code,
+                           allow_pickle=allow_pickle)
+    except ModelLoadError as e:
+        raise ModelLoadError(f"{path} is a LoRA adapter whose base model could not be loaded: {e}\n"
+                             f"(the base is base_model_name_or_path in {path / 'adapter_config.json'})"
+                             ) from None
+    _check_weights(path, allow_pickle)
+    try:
+        return PeftModel.from_pretrained(model, str(path))
+    except Exception as e:
+        raise _load_error(e, str(path), False) from None
+
+
+def _load_error(e: Exception, where: str, hub: bool) -> Exception:
+    """A ModelLoadError for what transformers/peft/safetensors raised; other exceptions (bugs)
+    are returned unchanged so they keep their traceback."""
+    from safetensors import SafetensorError
+
+    if isinstance(e, pickle.UnpicklingError):
+        return ModelLoadError(
+            f"{where}: a pickle weights file holds objects other than tensors, so it was refused "
+            "even with --allow-pickle (it is read with torch.load(weights_only=True)). It is not "
+            "plain weights and may be malicious: get safetensors weights from a source you trust.")
+    if isinstance(e, SafetensorError):
+        return ModelLoadError(f"{where}: a .safetensors weights file is damaged or incomplete "
+                              f"({_first_line(e)}). Was a download or save interrupted? Re-save "
+                              "or re-download the model.")
+    if isinstance(e, ValueError) and "trust_remote_code" in str(e):
+        return _remote_code_error(Path(where), [])
+    if hub and isinstance(e, OSError):
+        return _hub_error(where, "model", e)
+    if isinstance(e, (OSError, ValueError, RuntimeError, KeyError)):
+        hint = " (pass --allow-pickle if it has only .bin weights and you trust it)" if hub else ""
+        return ModelLoadError(f"Could not load model '{where}': {type(e).__name__}: "
+                              f"{_first_line(e)}{hint}")
+    return e

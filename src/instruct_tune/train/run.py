@@ -86,6 +86,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
               (cfg.lr is None or cfg.lr > 0, "--lr must be > 0"),
               (cfg.keep_checkpoints >= 1, "--keep-checkpoints must be >= 1"),
               (cfg.max_grad_norm >= 0, "--max-grad-norm must be >= 0 (0: no clipping)"),
+              (cfg.weight_decay >= 0, "--weight-decay must be >= 0"),
               (cfg.max_length >= 2, "--max-length must be >= 2"),
               (not cfg.lora or (cfg.lora_r >= 1 and 0 <= cfg.lora_dropout < 1),
                "--lora-r must be >= 1 and --lora-dropout in [0, 1)")]
@@ -94,6 +95,15 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError(why)
     if cfg.max_time is not None:
         parse_duration(cfg.max_time)
+    from ..data.templates import get_template
+    from ..data.validate import parse_columns
+
+    parse_columns(cfg.columns)  # a typo in --columns or --template fails here, before any loading
+    if Path(cfg.template).suffix in (".jinja", ".j2"):  # Jinja and "model" need the tokenizer
+        if not Path(cfg.template).is_file():
+            raise ConfigError(f"--template {cfg.template}: file not found")
+    elif cfg.template != "model":
+        get_template(cfg.template)
     if cfg.precision == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
         raise ConfigError("--precision bf16: this GPU does not support bf16; use --precision fp32.")
     lr = cfg.lr if cfg.lr is not None else (2e-4 if cfg.lora else 2e-5)
@@ -169,8 +179,10 @@ def train(cfg: TrainConfig) -> Path:
                             n_train * 4 if cfg.lora else n_all * 4, cfg.keep_checkpoints)
     groups = [{"params": [p for p in trainable if p.ndim >= 2], "weight_decay": cfg.weight_decay},
               {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0}]
+    # Fused AdamW also exists on CPU: one kernel over all params, ~8x faster than the default
+    # per-tensor loop there (20M params: 13 ms vs 103 ms a step; bench/train_throughput.py).
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr,
-                                  fused=torch.cuda.is_available() or None)
+                                  fused=acc.device.type in ("cuda", "cpu") or None)
     warmup = math.ceil(cfg.warmup_ratio * plan.total_steps)
     scheduler = make_scheduler(optimizer, warmup=warmup, total=plan.total_steps, kind=cfg.schedule)
     model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
@@ -237,8 +249,9 @@ def _header(cfg, acc, data, plan: Plan, n_train: int, n_all: int, warmup: int) -
              f"padding {plan.padding_share():.1%}",
              f"params: {n_train:,} trainable of {n_all:,} ({n_train / max(n_all, 1):.2%}); lr "
              f"{cfg.lr:g} {cfg.schedule}, warmup {warmup} steps",
-             f"out: {cfg.out} (checkpoint every {cfg.save_every or 'end'} steps, keep "
-             f"{cfg.keep_checkpoints})"]
+             f"out: {cfg.out} (checkpoint " + (f"every {cfg.save_every} steps and " if
+                                               cfg.save_every else "") +
+             f"at the end, keep {cfg.keep_checkpoints})"]
     if data.added_tokens:
         lines.append(f"added tokens {data.added_tokens} for template '{data.template.name}' "
                      "(embeddings resized; their rows are trained)")
