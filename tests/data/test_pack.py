@@ -190,6 +190,10 @@ def test_block_mask_matches_reference_and_model_inputs():
 
 # --- packed == unpacked on real models ---------------------------------------------------------
 
+def n_layers(model) -> int:
+    return model.config.num_hidden_layers
+
+
 def _per_example(logits: torch.Tensor, rows: list[list[int]], lengths: list[int]) -> dict:
     out = {}
     for r, row in enumerate(rows):
@@ -209,7 +213,6 @@ def test_packed_equals_unpacked(arch, impl, monkeypatch):
     from transformers import AttentionInterface
 
     from instruct_tune.train import attention
-    from instruct_tune.train.attention import packed_sdpa
     from instruct_tune.train.loss import loss_sum
 
     calls = []
@@ -227,8 +230,10 @@ def test_packed_equals_unpacked(arch, impl, monkeypatch):
     assert packed.input_ids.shape[0] < len(exs)  # really packed
     with torch.no_grad():
         lp = model(**model_inputs(packed, impl), use_cache=False).logits
-        with packed_sdpa(model):  # per-example kernel (switches on for sdpa only)
-            lk = model(**model_inputs(packed, impl), use_cache=False).logits
+    assert attention.install(model) == (impl == "sdpa")  # per-example kernel for sdpa only
+    with torch.no_grad():
+        lk = model(**model_inputs(packed, impl), use_cache=False).logits
+        lu2 = model(**model_inputs(padded, impl), use_cache=False).logits  # plain sdpa path
         lu = model(**model_inputs(padded, impl), use_cache=False).logits
         ref = model(input_ids=padded.input_ids, attention_mask=padded.attention_mask).logits
     got = _per_example(lp, pack(LENGTHS, 48), LENGTHS)
@@ -237,9 +242,10 @@ def test_packed_equals_unpacked(arch, impl, monkeypatch):
         assert (got[i] - lu[i, :n]).abs().max() <= 1e-4
         assert (kernel[i] - lu[i, :n]).abs().max() <= 1e-4
         assert (lu[i, :n] - ref[i, :n]).abs().max() <= 1e-4  # dropping the 2D mask is exact
-    (sp, np_), (su, nu) = loss_sum(model, packed), loss_sum(model, padded)
+    assert torch.equal(lu2, lu)
     # the per-example kernel ran (sdpa only), and every layer got the example boundaries
-    assert (calls and all(calls)) if impl == "sdpa" else not calls
+    assert calls == ([True] * n_layers(model) + [False] * n_layers(model) if impl == "sdpa" else [])
+    (sp, np_), (su, nu) = loss_sum(model, packed), loss_sum(model, padded)
     assert np_ == nu == packed.num_trained == padded.num_trained
     assert abs(sp.item() - su.item()) <= 1e-4 * max(1.0, abs(su.item()))
 

@@ -6,15 +6,13 @@ slice is just as exact and does only sum(L_i^2 / 2) work: measured 2.2x faster a
 4x at T=2048 (fwd+bwd, CPU, see the pack/loss report). On a GPU each slice takes sdpa's flash
 path.
 
-It plugs into transformers' attention registry under `NAME` and is switched on only for the
-duration of one forward (`packed_sdpa(model)`) of a model configured for "sdpa". The example
-boundaries travel as transformers' standard varlen kwargs (`cu_seq_lens_q`, ...; flash-attn
-reads the same ones), so a layer that does not see them still gets the exact 4D mask.
+It plugs into transformers' attention registry under `NAME`; `install(model)` switches a model
+configured for "sdpa" to it (the loss does so on first use). The example boundaries travel as
+transformers' standard varlen kwargs (`cu_seq_lens_q`, ...; flash-attn reads the same ones),
+and the exact 4D mask is passed too, so a layer that does not see them is still exact.
 """
 
 from __future__ import annotations
-
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -69,17 +67,16 @@ AttentionInterface.register(NAME, packed_sdpa_forward)
 ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)  # any mask it must build: sdpa's
 
 
-@contextmanager
-def packed_sdpa(model):
-    """Use `packed_sdpa_forward` for this forward if `model` (an unwrapped HF model) runs
-    plain sdpa; leave every other implementation (eager, flash, flex) alone."""
+def install(model) -> bool:
+    """Make `model` (an unwrapped HF model configured for plain "sdpa") use
+    `packed_sdpa_forward`. It is sdpa whenever no example boundaries are passed (generation,
+    padded batches) and transformers builds the same masks for it, so the switch is kept for
+    the model's lifetime: a temporary switch would break activation checkpointing, whose
+    recomputation in the backward would then take a different path. Not saved in config.json.
+    Returns whether the model now uses it."""
     cfg = getattr(model, "config", None)
-    switch = (cfg is not None and getattr(cfg, "_attn_implementation", None) == "sdpa"
-              and not getattr(cfg, "sub_configs", None))
-    if switch:
+    impl = getattr(cfg, "_attn_implementation", None)
+    if impl == "sdpa" and not getattr(cfg, "sub_configs", None):
         cfg._attn_implementation = NAME
-    try:
-        yield
-    finally:
-        if switch:
-            cfg._attn_implementation = "sdpa"
+        return True
+    return impl == NAME

@@ -20,7 +20,6 @@ import inspect
 import logging
 import weakref
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +28,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..data.pack import IGNORE, Batch, model_inputs
-from .attention import packed_sdpa
+from . import attention
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +144,7 @@ def loss_sum(model: nn.Module, batch: Batch, chunk_size: int | None = None
     core = unwrap(model)
     plan = _PLANS.get(core)
     if plan is None:
+        attention.install(core)  # per-example attention for packed rows (sdpa models)
         plan = _PLANS[core] = _make_plan(core)
     dtype = next(core.parameters()).dtype
     kwargs = model_inputs(batch, getattr(core.config, "_attn_implementation", None), dtype)
@@ -160,12 +160,10 @@ def loss_sum(model: nn.Module, batch: Batch, chunk_size: int | None = None
     if plan.mode == "full":
         # Fallback: the model's own logits (full [B, T, vocab]); only used when the chunked
         # head could not be verified to match the model's forward.
-        with packed_sdpa(core) if batch.packed else nullcontext():
-            logits = model(**kwargs, use_cache=False).logits
+        logits = model(**kwargs, use_cache=False).logits
         flat = logits.reshape(-1, logits.shape[-1]).index_select(0, index)
         return F.cross_entropy(flat.float(), targets, reduction="sum"), n
-    with packed_sdpa(core) if batch.packed else nullcontext():
-        hidden = _forward_hidden(model, plan, kwargs)
+    hidden = _forward_hidden(model, plan, kwargs)
     hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)
     chunk = chunk_size or default_chunk(plan.head.weight.shape[0], hidden.device)
     return head_cross_entropy(hidden, plan.head, targets, chunk, plan.transform), n
