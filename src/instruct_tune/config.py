@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Annotated, Literal
+from types import UnionType
+from typing import Annotated, Literal, Union, get_args, get_origin, get_type_hints
 
 import tyro
 import yaml
@@ -216,6 +217,8 @@ def load_yaml(path: str | Path, cls: type) -> dict:
         values = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError:
         raise ConfigError(f"Config file not found: {path}") from None
+    except OSError as e:  # a directory, no permission, ...
+        raise ConfigError(f"Cannot read config file {path}: {e.strerror}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(values, dict):
@@ -224,7 +227,35 @@ def load_yaml(path: str | Path, cls: type) -> dict:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown option(s) {unknown}. Known: {sorted(known)}")
-    return values
+    hints = get_type_hints(cls, include_extras=True)
+    return {k: _coerce(v, hints[k], f"{path} [{k}]") for k, v in values.items()}
+
+
+def _coerce(value, hint, where: str):
+    """A YAML value as the option's type; tyro type-checks flags but not YAML defaults. YAML reads
+    `1e-4` as a string (it wants `1.0e-4`), so numbers written as strings are converted."""
+    if get_origin(hint) is Annotated:
+        return _coerce(value, get_args(hint)[0], where)
+    options = get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,)
+    for h in options:
+        if get_origin(h) is Literal and value in get_args(h) or h is type(None) and value is None:
+            return value
+        if h in (int, float) and not isinstance(value, bool):
+            try:
+                number = h(value)
+            except (TypeError, ValueError):
+                continue
+            if h is float or number == float(value):  # int: no silent rounding of 2.5
+                return number
+        if h in (str, bool) and isinstance(value, h):
+            return value
+        if h is str and isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)  # max_time: 300
+        if h is str and isinstance(value, dict):  # columns: {instruction: question}
+            return ",".join(f"{k}={v}" for k, v in value.items())
+    names = ["one of " + ", ".join(map(str, get_args(h))) if get_origin(h) is Literal else
+             "null" if h is type(None) else getattr(h, "__name__", str(h)) for h in options]
+    raise ConfigError(f"{where}: {value!r} is not a valid value; expected {' or '.join(names)}.")
 
 
 def save_yaml(config, path: str | Path) -> None:

@@ -230,12 +230,12 @@ def test_packed_equals_unpacked(arch, impl, monkeypatch):
     assert packed.input_ids.shape[0] < len(exs)  # really packed
     with torch.no_grad():
         lp = model(**model_inputs(packed, impl), use_cache=False).logits
+        lu = model(**model_inputs(padded, impl), use_cache=False).logits
+        ref = model(input_ids=padded.input_ids, attention_mask=padded.attention_mask).logits
     assert attention.install(model) == (impl == "sdpa")  # per-example kernel for sdpa only
     with torch.no_grad():
         lk = model(**model_inputs(packed, impl), use_cache=False).logits
-        lu2 = model(**model_inputs(padded, impl), use_cache=False).logits  # plain sdpa path
-        lu = model(**model_inputs(padded, impl), use_cache=False).logits
-        ref = model(input_ids=padded.input_ids, attention_mask=padded.attention_mask).logits
+        lu2 = model(**model_inputs(padded, impl), use_cache=False).logits  # falls back to sdpa
     got = _per_example(lp, pack(LENGTHS, 48), LENGTHS)
     kernel = _per_example(lk, pack(LENGTHS, 48), LENGTHS)
     for i, n in enumerate(LENGTHS):

@@ -72,6 +72,19 @@ def test_packed_gradients_match_padded():
         assert torch.allclose(gp[name], g, rtol=1e-4, atol=1e-6), name
 
 
+def test_gradient_checkpointing_with_packed_rows():
+    """Activation checkpointing recomputes the forward inside the backward: it must take the
+    same (per-example) attention path, or torch raises and gradients would differ."""
+    model = build_model("qwen2", VOCAB)
+    batch = collate(examples(SPECS), 0, packed=True, max_length=32)
+    ref = grads(model, loss_sum(model, batch)[0])
+    model.gradient_checkpointing_enable()
+    model.train()
+    got = grads(model, loss_sum(model, batch)[0])
+    for name, g in ref.items():
+        assert torch.allclose(got[name], g, rtol=1e-4, atol=1e-6), name
+
+
 def test_no_labelled_tokens_gives_zero_and_backward_works():
     model = build_model("llama", VOCAB)
     batch = collate(examples([(5, 0), (3, 0)]), 0, packed=False, max_length=16)
@@ -204,6 +217,23 @@ def test_peft_wrapped_model():
     lora_grads = [p.grad for n, p in model.named_parameters() if "lora_B" in n]
     assert lora_grads and all(g is not None and g.abs().sum() > 0 for g in lora_grads)
     assert base.get_output_embeddings().weight.grad is None  # frozen head: no [V, H] grad kept
+
+
+def test_peft_lora_on_the_output_head():
+    """A LoRA-wrapped lm_head is not a plain Linear: the generic (recomputing) chunk path."""
+    from peft import LoraConfig, get_peft_model
+
+    base = build_model("llama", VOCAB)
+    batch = collate(examples(SPECS), 0, packed=False, max_length=64)
+    model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "lm_head"],
+                                            lora_dropout=0.0, init_lora_weights=False))
+    ours, _ = loss_sum(model, batch, chunk_size=4)
+    ref = hf_loss_sum(model, batch)
+    assert abs(ours.item() - ref.item()) <= 1e-5 * abs(ref.item())
+    g_ours, g_ref = grads(model, ours), grads(model, ref)
+    assert any("lm_head.lora" in n for n in g_ref)
+    for name, g in g_ref.items():
+        assert torch.allclose(g_ours[name], g, rtol=1e-4, atol=1e-6), name
 
 
 def test_ddp_wrapped_model_syncs(tmp_path):

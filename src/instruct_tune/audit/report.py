@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..config import AuditConfig
 from ..data.records import Record
@@ -85,6 +86,12 @@ def run(cfg: AuditConfig) -> int:
 
     if not cfg.data:
         raise InstructTuneError("audit: give a data file, e.g. `instruct-tune audit data.jsonl`.")
+    if cfg.max_length < 2:
+        raise InstructTuneError(f"--max-length must be >= 2 (got {cfg.max_length}).")
+    if cfg.model and cfg.template != "model" and Path(cfg.template).suffix not in (".jinja", ".j2"):
+        from ..data.templates import get_template
+
+        get_template(cfg.template)  # a typo fails before the data is read
     err = Console(stderr=True)
     t0 = time.perf_counter()
     with err.status("loading", spinner="dots") as status:

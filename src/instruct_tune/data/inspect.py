@@ -123,6 +123,8 @@ def run(cfg: InspectConfig) -> int:
         raise ConfigError("inspect needs a data file: instruct-tune inspect DATA --model MODEL")
     if not cfg.model:
         raise ConfigError("inspect needs --model (a model directory or hub name): its tokenizer is used")
+    if cfg.max_length < 2:
+        raise ConfigError(f"--max-length must be >= 2 (got {cfg.max_length}).")
     loaded = load_records_report(cfg.data, format=cfg.format, columns=cfg.columns,
                                  skip_invalid=cfg.skip_invalid)
     tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)

@@ -5,10 +5,11 @@ Label convention (Hugging Face's): `labels[t]` is the token at position t itself
 or -100 where nothing is trained; the loss shifts, so hidden state t predicts labels[t + 1].
 
 Padded batches are right-padded with a 2D mask [B, T]. Packed batches hold several examples per
-row; each example attends only to itself through a 4D boolean block-diagonal causal mask
-[B, 1, T, T] (True = attend), and its position_ids restart at 0. `model_inputs` turns a batch
-into the keyword arguments for the model's attention implementation (bool for sdpa, additive
-float for eager, no mask for right-padded rows, where causality already hides the padding).
+row; each example attends only to itself and its position_ids restart at 0. What keeps them
+apart is carried twice, compactly: the example boundaries (`cu_seq_lens`, the varlen kwargs
+flash-attn and train/attention.py use) and, built on demand, the exact 4D boolean
+block-diagonal causal mask [B, 1, T, T] (True = attend). `model_inputs` turns a batch into the
+keyword arguments for the model's attention implementation.
 """
 
 from __future__ import annotations
@@ -168,6 +169,8 @@ def collate(examples: Sequence[ExampleLike], pad_id: int, *, packed: bool, max_l
         t = 0
         for i in row:
             ex, n = examples[i], lengths[i]
+            if n == 0:
+                continue
             ids[r, t:t + n] = torch.tensor(ex.input_ids, dtype=torch.long)
             lab = torch.tensor(ex.labels, dtype=torch.long)
             # The first token of an example is never a target (nothing before it in its own
@@ -214,7 +217,7 @@ def model_inputs(batch: Batch, attn_implementation: str | None,
       token never sees padding; this lets sdpa take its `is_causal` kernel path.
     - packed rows: the varlen kwargs (cu_seq_lens_q/k, max_length_q/k), which flash-attn and
       our per-example sdpa (train/attention.py) use, plus for every non-flash implementation
-      the exact 4D mask: bool for sdpa/flex, additive float in `dtype` for eager.
+      the exact 4D mask: additive float in `dtype` for eager, bool otherwise (sdpa).
     """
     out: dict = {"input_ids": batch.input_ids, "position_ids": batch.position_ids,
                  "attention_mask": None}

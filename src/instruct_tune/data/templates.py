@@ -7,7 +7,8 @@ template's stop token, which the tokenizer step appends *by id* (never as text).
 Two kinds share one interface:
 - `FormatTemplate`: plain strings with {instruction}/{input}/{system} fields. alpaca, chatml, raw
   and custom `.yaml` files are this kind.
-- `JinjaTemplate`: a Jinja chat_template (the tokenizer's own, `model`, or a `.jinja` file).
+- `JinjaTemplate` (data/chat_template.py): a Jinja chat_template (the tokenizer's own, `model`,
+  or a `.jinja` file).
   Reply spans are found by rendering the conversation progressively, so templates without
   `{% generation %}` markers work too.
 
@@ -22,7 +23,6 @@ Decisions (users see them in `inspect`):
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from collections.abc import Sequence
@@ -114,6 +114,8 @@ class Template:
         if kind == "format":
             return FormatTemplate(**d)
         if kind == "jinja":
+            from .chat_template import JinjaTemplate
+
             d["special_tokens"] = tuple(tuple(p) for p in d.get("special_tokens", ()))
             return JinjaTemplate(**d)
         raise ConfigError(f"unknown template kind {kind!r}")
@@ -204,110 +206,8 @@ class FormatTemplate(Template):
             f"{expr(self.assistant, 'message')}{{% endif %}}")
 
 
-@functools.lru_cache(maxsize=16)
-def _compile(source: str):
-    """Compile like transformers' apply_chat_template does (same sandbox and helpers)."""
-    try:
-        from transformers.utils.chat_template_utils import _compile_jinja_template
-
-        return _compile_jinja_template(source)
-    except ImportError:  # a transformers without this private helper: the same settings by hand
-        import jinja2
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        def raise_exception(message):
-            raise jinja2.exceptions.TemplateError(message)
-
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                            extensions=["jinja2.ext.loopcontrols"])
-        env.globals["raise_exception"] = raise_exception
-        return env.from_string(source)
-
-
 class TemplateRenderError(InstructTuneError):
     """A template could not render a conversation (reported per row by the tokenizer step)."""
-
-
-@dataclass(frozen=True)
-class JinjaTemplate(Template):
-    """A Jinja chat_template. Reply spans come from rendering the conversation progressively:
-    text(messages[:i], add_generation_prompt=True) must be a prefix of text(messages[:i+1]).
-
-    `stop` is the end-of-turn token found after a reply (e.g. <|im_end|>, <|eot_id|>,
-    <end_of_turn>, or the EOS itself); text between the reply and it is trained with the reply,
-    text after it belongs to the next prompt. None: the template ends turns with no special token,
-    so the tokenizer's EOS is appended.
-    """
-
-    name: str
-    source: str
-    stop: str | None = None
-    special_tokens: tuple[tuple[str, str], ...] = ()  # bos_token etc., as the Jinja sees them
-    kind = "jinja"
-
-    @classmethod
-    def from_tokenizer(cls, tokenizer, source: str, name: str) -> JinjaTemplate:
-        specials = tuple((k, v) for k in ("bos_token", "eos_token", "pad_token", "unk_token")
-                         if isinstance(v := getattr(tokenizer, k, None), str))
-        probe = cls(name, source, None, specials)
-        reply = "Probe reply 7f3a"
-        msgs = ({"role": "user", "content": "Probe question?"}, {"role": "assistant", "content": reply})
-        pre, full = probe._render(msgs[:1], True), probe._render(msgs, False)
-        at = full.find(reply, len(pre))
-        if not full.startswith(pre) or at < 0:
-            raise ConfigError(f"template {name}: rendering a user turn with add_generation_prompt is not "
-                              "a prefix of rendering it with the reply, so replies can't be located. "
-                              "Use --template chatml/alpaca or a .jinja file that renders turns in order.")
-        tail = full[at + len(reply):]
-        added = set(getattr(tokenizer, "all_special_tokens", [])) | set(tokenizer.get_added_vocab())
-        found = [(tail.find(t), -len(t), t) for t in added if t and t in tail]
-        return cls(name, source, min(found)[2] if found else None, specials)
-
-    def _render(self, messages, add_generation_prompt: bool) -> str:
-        try:
-            return _compile(self.source).render(
-                messages=list(messages), add_generation_prompt=add_generation_prompt,
-                **dict(self.special_tokens))
-        except Exception as e:  # jinja2 errors, raise_exception() from the template itself
-            raise TemplateRenderError(f"template {self.name}: {type(e).__name__}: {e}") from None
-
-    def _reply_span(self, text: str, lo: int, content: str) -> tuple[int, int, int]:
-        """(start, end of trained text, start of the next prompt) of the reply rendered after lo."""
-        if self.stop is not None and self.stop in content:
-            raise TemplateRenderError(f"reply contains the stop token text {self.stop!r}")
-        stop_at = text.find(self.stop, lo) if self.stop is not None else len(text)
-        for c in dict.fromkeys((content, content.strip())):
-            start = text.rfind(c, lo, stop_at)
-            if start >= 0:
-                if self.stop is None:
-                    return start, start + len(c), start + len(c)
-                return start, stop_at, stop_at + len(self.stop)
-        raise TemplateRenderError(f"template {self.name}: reply text not found in the rendering")
-
-    def _segments(self, messages, generation_prompt):
-        dicts = [{"role": m.role, "content": fold_input(m) if m.role == "user" else m.content}
-                 for m in messages]
-        segs: list[Segment] = []
-        pos, done = 0, ""
-        for i, m in enumerate(dicts):
-            if m["role"] != "assistant":
-                continue
-            pre, full = self._render(dicts[:i], True), self._render(dicts[:i + 1], False)
-            if not (full.startswith(pre) and full.startswith(done)):
-                raise TemplateRenderError(f"template {self.name}: turn {i + 1} re-renders earlier "
-                                          "turns differently, so reply spans are ambiguous")
-            start, end, nxt = self._reply_span(full, len(pre), m["content"])
-            segs += [Segment(full[pos:start], False), Segment(full[start:end], True)]
-            pos, done = nxt, full[:nxt]
-        if generation_prompt:
-            text = self._render(dicts, True)
-            if not text.startswith(done):
-                raise TemplateRenderError(f"template {self.name}: prompt re-renders earlier turns")
-            segs.append(Segment(text[pos:], False))
-        return segs
-
-    def to_chat_template(self) -> str:
-        return self.source
 
 
 ALPACA = FormatTemplate(
@@ -362,6 +262,8 @@ def _from_yaml(path: Path) -> FormatTemplate:
 def get_template(name_or_path: str | None, tokenizer=None) -> Template:
     """alpaca (default), chatml, raw, model (the tokenizer's chat_template), a .yaml/.jinja file, or
     a directory holding a saved template.json."""
+    from .chat_template import JinjaTemplate
+
     name = name_or_path or "alpaca"
     if name in BUILTIN:
         return BUILTIN[name]

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from ..data.records import Record
 from ..errors import ConfigError, DataError, Problem
-from .generate import Generator, err
+from ..train.model import local_model_dir
+from .generate import Generator, check_sampling, err
 from .metrics import METRIC_KEYS, Generation, difference, leaked_marker, score
 
 
@@ -88,6 +89,12 @@ def evaluate(model_dir: str | os.PathLike, records: Sequence[Record], *,
     """
     if not records:
         raise ConfigError("No records to evaluate.")
+    check_sampling(max_new_tokens, temperature, top_p)
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1 (got {batch_size}).")
+    for name in (model_dir, compare):  # a typo in --compare fails now, not after the tuned model ran
+        if name is not None:
+            local_model_dir(name)
     sampling = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
     load = {"trust_remote_code": trust_remote_code, "allow_pickle": allow_pickle}
     gen = Generator.load(model_dir, template=template, **load)

@@ -38,6 +38,16 @@ def resolve_template(model_dir: str | os.PathLike, tokenizer, fallback: str | No
     return get_template(fallback or "alpaca", tokenizer)
 
 
+def check_sampling(max_new_tokens: int, temperature: float, top_p: float) -> None:
+    """Sampling flags; commands call this before loading anything, so a typo fails at once."""
+    if max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens must be at least 1 (got {max_new_tokens}).")
+    if not temperature >= 0:
+        raise ConfigError(f"--temperature must be >= 0 (0: greedy decoding; got {temperature}).")
+    if not 0 < top_p <= 1:
+        raise ConfigError(f"--top-p must be in (0, 1] (1: no nucleus cut; got {top_p}).")
+
+
 def tokenizer_dir(model_dir: Path) -> Path:
     """A LoRA adapter directory saved without its tokenizer falls back to the base model's."""
     from ..train.model import adapter_base, is_adapter_dir
@@ -137,8 +147,7 @@ class Generator:
     def _config(self, max_new_tokens: int, temperature: float, top_p: float):
         from transformers import GenerationConfig
 
-        if max_new_tokens < 1:
-            raise ConfigError(f"--max-new-tokens must be at least 1 (got {max_new_tokens}).")
+        check_sampling(max_new_tokens, temperature, top_p)
         # Explicit values everywhere, so a model's own generation_config (e.g. a repetition penalty
         # or sampling defaults) cannot make our numbers differ between models.
         sample = temperature > 0

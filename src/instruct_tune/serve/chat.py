@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from ..data.records import Message
 from ..errors import ConfigError
-from ..evaluate.generate import Generator
+from ..evaluate.generate import Generator, check_sampling
 
 HELP = "Commands: /reset clears the history, /exit quits (or Ctrl-D)."
 
@@ -101,6 +101,7 @@ def _stdout(text: str) -> None:
 def run(cfg) -> int:
     if not cfg.model:
         raise ConfigError("chat needs a model directory: instruct-tune chat DIR")
+    check_sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
     gen = Generator.load(cfg.model, template=cfg.template, trust_remote_code=cfg.trust_remote_code,
                          allow_pickle=cfg.allow_pickle)
     with contextlib.suppress(ImportError):  # line editing and history for input(); not on Windows

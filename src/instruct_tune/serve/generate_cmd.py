@@ -7,7 +7,7 @@ import sys
 
 from ..data.records import Message
 from ..errors import ConfigError
-from ..evaluate.generate import Generator, err
+from ..evaluate.generate import Generator, check_sampling, err
 
 
 def _write(text: str) -> None:
@@ -18,6 +18,7 @@ def _write(text: str) -> None:
 def run(cfg) -> int:
     if not cfg.model:
         raise ConfigError("generate needs --model DIR (a trained run's final/ directory).")
+    check_sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
     instruction = sys.stdin.read() if cfg.instruction == "-" else cfg.instruction
     if not instruction.strip():
         raise ConfigError('generate needs an instruction: instruct-tune generate --model DIR "..." '

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
 import signal
@@ -135,5 +136,19 @@ def load_checkpoint(accelerator, path: Path, *, trainable: set[str] | None = Non
         if missing:
             raise ConfigError(f"{path} lacks {len(missing)} trainable weights (e.g. "
                               f"{sorted(missing)[0]}): was it written with other LoRA settings?")
-    accelerator.load_state(str(path), strict=trainable is None)
+    from safetensors import SafetensorError
+
+    try:
+        accelerator.load_state(str(path), strict=trainable is None)
+    except pickle.UnpicklingError:
+        raise ConfigError(
+            f"{path}: a checkpoint file holds objects other than tensors and plain values, so it "
+            "was refused (checkpoints are read with torch.load(weights_only=True); instruct-tune "
+            "never writes such files, so it was changed by something else). Delete this "
+            "checkpoint to resume from an earlier one, or start over with --overwrite.") from None
+    except (RuntimeError, EOFError, OSError, ValueError, SafetensorError) as e:  # damaged files
+        raise ConfigError(f"{path} could not be read ({type(e).__name__}: "
+                          f"{(str(e).strip().splitlines() or [''])[0][:200]}). If it is damaged, "
+                          "delete it to resume from an earlier checkpoint, or start over with "
+                          "--overwrite.") from None
     return state

@@ -1,8 +1,8 @@
 """Cross-entropy over trained tokens only, without ever materializing [tokens x vocab] logits.
 
 The model runs through its normal forward (so DDP/FSDP/accelerate/peft wrappers see a normal
-call and sync gradients) with `logits_to_keep` set to an all-False mask: transformers then runs
-the output head on zero positions. A forward hook on the backbone catches the final hidden
+call and sync gradients) with `logits_to_keep=1`: transformers then runs the output head on one
+position per row only. A forward hook on the backbone catches the final hidden
 states; we keep only positions whose next token is labelled and apply the output head there,
 in chunks of `chunk_size` rows. For a plain `nn.Linear` head a fused autograd function computes
 each chunk's gradient during the forward and keeps only the [rows x hidden] and [vocab x hidden]
@@ -68,21 +68,27 @@ def logit_transform(model: nn.Module) -> Transform:
 @dataclass
 class _Plan:
     mode: str  # "head": hook + chunked head; "full": plain forward (could not verify the head)
-    backbone: nn.Module | None = None
-    head: nn.Module | None = None
     transform: Transform = None
+    vocab: int = 0
 
 
 _PLANS: weakref.WeakKeyDictionary[nn.Module, _Plan] = weakref.WeakKeyDictionary()
+
+
+def _parts(core: nn.Module) -> tuple[nn.Module | None, nn.Module | None]:
+    """(backbone, output head), looked up on every call: peft may swap the head module."""
+    backbone = getattr(core, getattr(core, "base_model_prefix", ""), None)
+    head = core.get_output_embeddings() if hasattr(core, "get_output_embeddings") else None
+    return backbone, head
 
 
 def _last_hidden(output) -> torch.Tensor:
     return output[0] if isinstance(output, (tuple, list)) else output.last_hidden_state
 
 
-def _forward_hidden(model: nn.Module, plan: _Plan, kwargs: dict) -> torch.Tensor:
+def _forward_hidden(model: nn.Module, backbone: nn.Module, kwargs: dict) -> torch.Tensor:
     caught: list[torch.Tensor] = []
-    hook = plan.backbone.register_forward_hook(lambda m, a, out: caught.append(_last_hidden(out)))
+    hook = backbone.register_forward_hook(lambda m, a, out: caught.append(_last_hidden(out)))
     try:
         # logits_to_keep=1: the model's own head runs on one position per row only (every
         # model with the argument accepts an int; a bool mask would also skip that row).
@@ -93,29 +99,29 @@ def _forward_hidden(model: nn.Module, plan: _Plan, kwargs: dict) -> torch.Tensor
 
 
 def _make_plan(core: nn.Module) -> _Plan:
-    backbone = getattr(core, getattr(core, "base_model_prefix", ""), None)
-    head = core.get_output_embeddings() if hasattr(core, "get_output_embeddings") else None
+    backbone, head = _parts(core)
     params = inspect.signature(core.forward).parameters
     if backbone is None or head is None or "logits_to_keep" not in params:
         log.warning("%s: no backbone/output head/logits_to_keep; using the full-logits loss",
                     type(core).__name__)
         return _Plan("full")
-    plan = _Plan("head", backbone, head, logit_transform(core))
+    transform = logit_transform(core)
     # Probe: our head on the backbone's hidden states must give the model's own logits.
     was_training = {m: m.training for m in core.modules()}
     core.eval()
     try:
-        ids = torch.arange(1, 7, device=head.weight.device)[None] % core.config.get_text_config().vocab_size
+        vocab = core.config.get_text_config().vocab_size
+        ids = torch.arange(1, 7, device=next(core.parameters()).device)[None] % vocab
         with torch.no_grad():
             want = core(input_ids=ids, use_cache=False).logits.float()
-            got = plan.head(_forward_hidden(core, plan, {"input_ids": ids})).float()
-            if plan.transform is not None:
-                got = plan.transform(got)
+            got = head(_forward_hidden(core, backbone, {"input_ids": ids})).float()
+            if transform is not None:
+                got = transform(got)
         ok = torch.allclose(got, want, rtol=1e-3, atol=1e-3 * float(want.abs().max()) + 1e-5)
     except Exception as e:  # sharded/partitioned weights etc.: the plain forward still works
         log.warning("%s: output-head probe failed (%s); using the full-logits loss",
                     type(core).__name__, e)
-        ok = False
+        return _Plan("full")
     finally:
         for m, flag in was_training.items():
             m.training = flag
@@ -123,7 +129,7 @@ def _make_plan(core: nn.Module) -> _Plan:
         log.warning("%s: head(hidden) does not reproduce the model's logits (unknown logit "
                     "transform?); using the full-logits loss", type(core).__name__)
         return _Plan("full")
-    return plan
+    return _Plan("head", transform, want.shape[-1])
 
 
 def default_chunk(vocab: int, device: torch.device) -> int:
@@ -163,10 +169,11 @@ def loss_sum(model: nn.Module, batch: Batch, chunk_size: int | None = None
         logits = model(**kwargs, use_cache=False).logits
         flat = logits.reshape(-1, logits.shape[-1]).index_select(0, index)
         return F.cross_entropy(flat.float(), targets, reduction="sum"), n
-    hidden = _forward_hidden(model, plan, kwargs)
+    backbone, head = _parts(core)
+    hidden = _forward_hidden(model, backbone, kwargs)
     hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)
-    chunk = chunk_size or default_chunk(plan.head.weight.shape[0], hidden.device)
-    return head_cross_entropy(hidden, plan.head, targets, chunk, plan.transform), n
+    chunk = chunk_size or default_chunk(plan.vocab, hidden.device)
+    return head_cross_entropy(hidden, head, targets, chunk, plan.transform), n
 
 
 # ---------------------------------------------------------------------------------------------

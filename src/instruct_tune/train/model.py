@@ -44,7 +44,7 @@ def _read_json(path: Path) -> dict:
     return value
 
 
-def _local_dir(name_or_path: str | os.PathLike) -> Path | None:
+def local_model_dir(name_or_path: str | os.PathLike) -> Path | None:
     """The model directory; None for a hub name. A missing path or a file is a ModelLoadError."""
     name = str(name_or_path)
     if not name:
@@ -58,7 +58,7 @@ def _local_dir(name_or_path: str | os.PathLike) -> Path | None:
                              f"*.safetensors, tokenizer files), e.g. {path.parent}.")
     if _HUB_ID.match(name) and not path.suffix:
         return None  # a hub name; transformers resolves it from its cache or the network
-    raise ModelLoadError(f"{name}: no such directory. --model takes a local model directory or a "
+    raise ModelLoadError(f"{name}: no such directory. Expected a local model directory or a "
                          "hub name such as 'org/model'.")
 
 
@@ -132,7 +132,7 @@ def load_tokenizer(name_or_path: str | os.PathLike, trust_remote_code: bool = Fa
     so EOS stays trained even when pad == eos)."""
     from transformers import AutoTokenizer
 
-    path = _local_dir(name_or_path)
+    path = local_model_dir(name_or_path)
     if path is not None and not any(f.name.startswith(TOKENIZER_FILES) or f.suffix in (".model", ".tiktoken")
                                     for f in path.iterdir()):
         raise ModelLoadError(f"{path} has no tokenizer files (tokenizer.json, tokenizer_config.json, "
@@ -172,7 +172,7 @@ def load_model(name_or_path: str | os.PathLike, *, dtype: torch.dtype = torch.fl
     """Load a causal LM (or base + LoRA adapter) for training or inference."""
     from transformers import AutoModelForCausalLM
 
-    path = _local_dir(name_or_path)
+    path = local_model_dir(name_or_path)
     if path is not None and is_adapter_dir(path):
         return _load_adapter(path, dtype, trust_remote_code, allow_pickle)
     if path is not None:
