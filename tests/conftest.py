@@ -6,11 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests import tiny
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# Tiny models run fastest on one thread, and pytest-xdist already runs one worker per core.
+torch.set_num_threads(1)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 STORIES = SHARED / "models" / "stories260k"

@@ -114,8 +114,8 @@ def _adapter(base: str | None) -> Callable[[Path], None]:
 
         model = get_peft_model(AutoModelForCausalLM.from_pretrained(d),
                                LoraConfig(r=2, target_modules="all-linear", task_type="CAUSAL_LM"))
-        _unlink("model.safetensors", "config.json")(d)
         model.save_pretrained(d)
+        _unlink("model.safetensors", "config.json")(d)
         _edit_json(d / "adapter_config.json", base_model_name_or_path=base)
     return build
 

@@ -13,11 +13,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-WORDS = ("the a an of to and in is was for on that with as by at from it this be are or not "
-         "instruction response input output answer question write list name give sentence word "
-         "number count reverse upper lower sort first last letter story girl boy dog cat sun day "
-         "happy little big red blue green one two three four five six seven eight nine ten "
-         "Lily Tom Paris France capital sum plus minus yes no true false").split()
+WORDS = ["the", "a", "an", "of", "to", "and", "in", "is", "was", "for", "on", "that", "with", "as", "by", "at", "from", "it", "this", "be", "are", "or", "not", "instruction", "response", "input", "output", "answer", "question", "write", "list", "name", "give", "sentence", "word", "number", "count", "reverse", "upper", "lower", "sort", "first", "last", "letter", "story", "girl", "boy", "dog", "cat", "sun", "day", "happy", "little", "big", "red", "blue", "green", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "Lily", "Tom", "Paris", "France", "capital", "sum", "plus", "minus", "yes", "no", "true", "false"]
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content']"

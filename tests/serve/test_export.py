@@ -8,9 +8,10 @@ import pytest
 from safetensors.torch import load_file
 
 from instruct_tune.cli import main
+from instruct_tune.data.chat_template import chat_template_for, check_chat_template
 from instruct_tune.data.templates import Template
 from instruct_tune.evaluate.generate import Generator
-from instruct_tune.serve.export import chat_template_for, check_chat_template, export
+from instruct_tune.serve.export import export
 from tests.evaluate import tuned
 
 

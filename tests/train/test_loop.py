@@ -170,3 +170,23 @@ def test_generation_eval_runs_on_final_with_eval_data(make_cfg, eval_file, monke
     assert seen == {"model_dir": final, "n": 6, "compare": cfg.model}
     assert json.loads((final.parent / "eval.json").read_text()) == {"tuned": {"score": 1.0}}
     assert metrics(final.parent)[-1]["eval_loss"] is not None
+
+
+def test_final_chat_template_prompts_exactly_as_training(make_cfg):
+    """Plain transformers' apply_chat_template on final/ gives the ids training used, also for a
+    tokenizer that adds BOS (apply_chat_template itself adds no special tokens)."""
+    from transformers import AutoTokenizer
+
+    from instruct_tune.data.records import Message
+    from instruct_tune.data.tokenize import encode_prompt
+
+    final = train(make_cfg("llama", max_steps=1))
+    tok = AutoTokenizer.from_pretrained(final)
+    template = Template.load(final)
+    for msgs in ([Message("user", "Name a color.")], [Message("user", "Sort these.", "b a c")]):
+        plain = [{"role": m.role, "content": m.content, **({"input": m.input} if m.input else {})}
+                 for m in msgs]
+        ids = tok.apply_chat_template(plain, add_generation_prompt=True, tokenize=True,
+                                      return_dict=False)
+        assert list(ids) == encode_prompt(msgs, tok, template)
+        assert ids[0] == tok.bos_token_id

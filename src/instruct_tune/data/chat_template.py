@@ -1,4 +1,6 @@
-"""Jinja chat templates (the tokenizer's own `chat_template`, or a .jinja file) as a Template.
+"""Jinja chat templates: the tokenizer's own `chat_template` (or a .jinja file) as a Template, and
+the `chat_template` we save with trained/exported models so plain transformers prompts exactly as
+training did (`chat_template_for`, checked by `check_chat_template`).
 
 Reply spans are found by rendering the conversation progressively: the rendering of
 messages[:i] with add_generation_prompt=True must be a prefix of the rendering of messages[:i+1];
@@ -12,6 +14,7 @@ import functools
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from .records import Message
 from .templates import Segment, Template, TemplateRenderError, fold_input
 
 
@@ -115,3 +118,70 @@ class JinjaTemplate(Template):
 
     def to_chat_template(self) -> str:
         return self.source
+
+
+# Conversations on which the exported chat_template must reproduce our prompt ids.
+PROBES: tuple[tuple[Message, ...], ...] = (
+    (Message("user", "Name three colors."),),
+    (Message("user", "Translate to French.", "The cat is red."),),
+    (Message("system", "Answer briefly."), Message("user", "What is 2 plus 2?")),
+    (Message("user", "Hi"), Message("assistant", "Hello!"), Message("user", "Count to three.")),
+)
+
+
+def _as_dict(m: Message) -> dict:
+    d = {"role": m.role, "content": m.content}
+    if m.input:
+        d["input"] = m.input
+    return d
+
+
+def check_chat_template(tokenizer, template) -> list[str]:
+    """Mismatches between the tokenizer's apply_chat_template and our prompt encoding (the one
+    training used) on the probe conversations the template supports. Empty: a model saved with
+    this tokenizer is prompted by plain transformers exactly as in training. Needs no model."""
+    from ..data.tokenize import encode_prompt
+
+    problems = []
+    for probe in PROBES:
+        try:
+            text = template.render_prompt(list(probe), eos_token=tokenizer.eos_token)
+        except Exception:  # e.g. alpaca has no system message or turns: nothing to reproduce
+            continue
+        if any(m.content not in text or (m.input and m.input not in text) for m in probe):
+            continue  # the template drops part of this conversation; not a meaningful probe
+        ours = list(encode_prompt(list(probe), tokenizer, template))
+        theirs = tokenizer.apply_chat_template([_as_dict(m) for m in probe], tokenize=True,
+                                               add_generation_prompt=True, return_dict=False)
+        if list(theirs) != ours:
+            rendered = tokenizer.apply_chat_template([_as_dict(m) for m in probe], tokenize=False,
+                                                     add_generation_prompt=True)
+            what = (f"chat_template renders {rendered!r}, training renders {text!r}" if rendered != text
+                    else f"same text, but ids {list(theirs)[:8]}... instead of {ours[:8]}...")
+            problems.append(f"{[m.role for m in probe]}: {what}")
+    return problems
+
+
+def chat_template_for(tokenizer, template) -> str:
+    """The template's Jinja, led by whatever makes apply_chat_template's ids equal our prompt ids.
+
+    apply_chat_template tokenizes without adding special tokens, so a BOS that our prompts start
+    with must come from the template (as in Llama-3's own). SentencePiece-style tokenizers
+    (Metaspace, prepend_scheme "first") then drop the dummy-prefix space after that literal BOS,
+    which our prompts have: a space after it restores it. The first lead-in that reproduces
+    our ids on every probe wins; the self-check reports it if none does.
+    """
+    from ..data.tokenize import encode_prompt
+
+    jinja = template.to_chat_template()
+    leads = ["", "{{ bos_token }}", "{{ bos_token }} "] if tokenizer.bos_token else [""]
+    saved = tokenizer.chat_template
+    try:
+        for lead in leads:
+            tokenizer.chat_template = lead + jinja
+            if not check_chat_template(tokenizer, template):
+                return lead + jinja
+    finally:
+        tokenizer.chat_template = saved
+    adds_bos = encode_prompt([Message("user", "Hi")], tokenizer, template)[:1] == [tokenizer.bos_token_id]
+    return leads[1] + jinja if adds_bos else jinja

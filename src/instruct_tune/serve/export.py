@@ -15,75 +15,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..data.records import Message
+from ..data.chat_template import chat_template_for, check_chat_template
 from ..errors import ConfigError
 from ..evaluate.generate import Generator, err, resolve_template, tokenizer_dir
-
-# Conversations on which the exported chat_template must reproduce our prompt ids.
-PROBES: tuple[tuple[Message, ...], ...] = (
-    (Message("user", "Name three colors."),),
-    (Message("user", "Translate to French.", "The cat is red."),),
-    (Message("system", "Answer briefly."), Message("user", "What is 2 plus 2?")),
-    (Message("user", "Hi"), Message("assistant", "Hello!"), Message("user", "Count to three.")),
-)
-
-
-def _as_dict(m: Message) -> dict:
-    d = {"role": m.role, "content": m.content}
-    if m.input:
-        d["input"] = m.input
-    return d
-
-
-def check_chat_template(tokenizer, template) -> list[str]:
-    """Mismatches between the tokenizer's apply_chat_template and our prompt encoding (the one
-    training used) on the probe conversations the template supports. Empty: a model saved with
-    this tokenizer is prompted by plain transformers exactly as in training. Needs no model."""
-    from ..data.tokenize import encode_prompt
-
-    problems = []
-    for probe in PROBES:
-        try:
-            text = template.render_prompt(list(probe), eos_token=tokenizer.eos_token)
-        except Exception:  # e.g. alpaca has no system message or turns: nothing to reproduce
-            continue
-        if any(m.content not in text or (m.input and m.input not in text) for m in probe):
-            continue  # the template drops part of this conversation; not a meaningful probe
-        ours = list(encode_prompt(list(probe), tokenizer, template))
-        theirs = tokenizer.apply_chat_template([_as_dict(m) for m in probe], tokenize=True,
-                                               add_generation_prompt=True, return_dict=False)
-        if list(theirs) != ours:
-            rendered = tokenizer.apply_chat_template([_as_dict(m) for m in probe], tokenize=False,
-                                                     add_generation_prompt=True)
-            what = (f"chat_template renders {rendered!r}, training renders {text!r}" if rendered != text
-                    else f"same text, but ids {list(theirs)[:8]}... instead of {ours[:8]}...")
-            problems.append(f"{[m.role for m in probe]}: {what}")
-    return problems
-
-
-def chat_template_for(tokenizer, template) -> str:
-    """The template's Jinja, led by whatever makes apply_chat_template's ids equal our prompt ids.
-
-    apply_chat_template tokenizes without adding special tokens, so a BOS that our prompts start
-    with must come from the template (as in Llama-3's own). SentencePiece-style tokenizers
-    (Metaspace, prepend_scheme "first") then drop the dummy-prefix space after that literal BOS,
-    which our prompts have: a space after it restores it. The first lead-in that reproduces
-    our ids on every probe wins; the self-check reports it if none does.
-    """
-    from ..data.tokenize import encode_prompt
-
-    jinja = template.to_chat_template()
-    leads = ["", "{{ bos_token }}", "{{ bos_token }} "] if tokenizer.bos_token else [""]
-    saved = tokenizer.chat_template
-    try:
-        for lead in leads:
-            tokenizer.chat_template = lead + jinja
-            if not check_chat_template(tokenizer, template):
-                return lead + jinja
-    finally:
-        tokenizer.chat_template = saved
-    adds_bos = encode_prompt([Message("user", "Hi")], tokenizer, template)[:1] == [tokenizer.bos_token_id]
-    return leads[1] + jinja if adds_bos else jinja
 
 
 def _prepare_out(src: Path, out: Path, overwrite: bool) -> None:

@@ -16,6 +16,7 @@ import shutil
 from contextlib import suppress
 from pathlib import Path
 
+from ..data.chat_template import chat_template_for
 from ..data.templates import Template
 from .checkpoint import test_signal
 from .lora import save_adapter
@@ -67,7 +68,7 @@ def save_final(accelerator, model, tokenizer, template: Template, stop_ids: list
         gen.save_pretrained(str(tmp))
         template.save(tmp)
         with suppress(NotImplementedError):  # so apply_chat_template prompts as training did
-            tokenizer.chat_template = template.to_chat_template()
+            tokenizer.chat_template = chat_template_for(tokenizer, template)
         tokenizer.save_pretrained(str(tmp))
         if final.exists():
             shutil.rmtree(final)
