@@ -404,12 +404,15 @@ def test_train_without_required_options(given, missing, capsys):
     assert_refused(code, err, f"train needs {missing}")
 
 
-@pytest.mark.parametrize("argv, words", [
+REQUIRED = [
     (["inspect"], ("inspect needs a data file",)), (["inspect", "d.jsonl"], ("needs --model",)),
     (["eval"], ("eval needs --model",)), (["eval", "--model", "m"], ("eval needs --data",)),
     (["generate", "Hi"], ("generate needs --model",)), (["chat"], ("chat needs a model directory",)),
     (["export"], ("export needs a model directory",)), (["export", "m"], ("export needs --to",)),
-    (["audit"], ("give a data file",))], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+    (["audit"], ("give a data file",))]
+
+
+@pytest.mark.parametrize("argv, words", REQUIRED, ids=[" ".join(a) for a, _ in REQUIRED])
 def test_other_commands_without_required_arguments(argv, words, capsys):
     code, _, err = run_cli(capsys, *argv)
     assert_refused(code, err, *words)

@@ -29,7 +29,7 @@ def _rows(evals: dict[str, dict]) -> list[list[str]]:
             tuned, base = r["by_task"].get(task), r["base"]["by_task"].get(task)
             cells += [fmt("exact_match", base and base["exact_match"]),
                       fmt("exact_match", tuned and tuned["exact_match"])]
-        rows.append([f"  exact match: {task}", *cells])
+        rows.append([f"exact match · {task}", *cells])
     return rows
 
 
@@ -123,8 +123,16 @@ def _md_cell(text: str) -> str:
 
 def markdown(result: dict, evals: dict[str, dict], samples: list[dict], png: Path | None) -> str:
     heads = [f"{SPLIT_TITLES.get(n, n)}: {who}" for n in evals for who in ("base", "tuned")]
+    base, n = result["base_model"], result.get("rows", {})
+    made = ("pretrained here on plain text only (it has never seen an instruction)"
+            if base.get("local") else "your base model")
     lines = ["# instruct-tune demo", "",
-             f"Base model: `{result['base_model']['model']}`  ", f"Tuned model: `{result['tuned_model']}`",
+             f"A base model {made} was instruction-tuned on {n.get('train', '?')} examples of "
+             f"{result.get('tasks', '?')} verifiable tasks, then the base and the tuned model answered "
+             f"the same held-out questions: **held-out inputs** (phrasings seen in training, new "
+             f"inputs) and **held-out phrasings** (instructions worded in ways never seen in "
+             f"training, new inputs).", "",
+             f"- Base model: `{base['model']}`", f"- Tuned model: `{result['tuned_model']}`",
              "", "## Before and after", "",
              "| metric | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
     lines += ["| " + " | ".join(row) + " |" for row in _rows(evals)]

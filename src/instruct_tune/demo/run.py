@@ -194,7 +194,8 @@ def demo(cfg: DemoConfig, plan: DemoPlan | None = None) -> dict:
     with timings("report", 6):
         png = plot_losses(pretrain_losses, out / "train" / "metrics.jsonl", out / "loss_curve.png")
     result = {"config": asdict(cfg), "plan": asdict(plan), "base_model": base_info,
-              "tuned_model": str(final),
+              "tuned_model": str(final), "tasks": len(tasks.TASKS),
+              "rows": {name: len(recs) for name, recs in splits.items()},
               "audit": {k: {"status": v["status"], "verdict": v["verdict"]}
                         for k, v in full_audit.items()},
               "eval": {name: summary(r) for name, r in evals.items()}, "samples": samples,

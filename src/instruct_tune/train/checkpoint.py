@@ -136,9 +136,15 @@ def load_checkpoint(accelerator, path: Path, *, trainable: set[str] | None = Non
         if missing:
             raise ConfigError(f"{path} lacks {len(missing)} trainable weights (e.g. "
                               f"{sorted(missing)[0]}): was it written with other LoRA settings?")
+    from accelerate.utils import load as torch_load_safe  # torch.load(weights_only=True) + numpy
     from safetensors import SafetensorError
 
     try:
+        # accelerate skips an unreadable RNG file with an info log, which would silently break
+        # exact resume: read it here first so a damaged or tampered one is an error.
+        states = torch_load_safe(rng)
+        if not isinstance(states, dict) or not {"random_state", "torch_manual_seed"} <= states.keys():
+            raise ValueError(f"{rng.name} lacks the RNG states")
         accelerator.load_state(str(path), strict=trainable is None)
     except pickle.UnpicklingError:
         raise ConfigError(

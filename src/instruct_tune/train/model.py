@@ -91,7 +91,8 @@ def _check_remote_code(path: Path, config: dict, trust_remote_code: bool) -> Non
     from transformers import CONFIG_MAPPING
 
     auto_map = config.get("auto_map")
-    if trust_remote_code or not isinstance(auto_map, dict) or config.get("model_type") in CONFIG_MAPPING:
+    known = config.get("model_type") in CONFIG_MAPPING
+    if trust_remote_code or not isinstance(auto_map, dict) or known:
         return
     raise _remote_code_error(path / "config.json", _auto_map_files(auto_map))
 
@@ -100,12 +101,13 @@ def _check_weights(path: Path, allow_pickle: bool) -> None:
     files = [p.name for p in path.iterdir()]
     if any(f.endswith(".safetensors") for f in files):
         return  # safetensors win: use_safetensors=True (or transformers' own preference)
-    pickled = sorted(f for f in files if f.endswith(PICKLE_SUFFIXES) and not f.startswith(NOT_WEIGHTS))
+    pickled = sorted(f for f in files
+                     if f.endswith(PICKLE_SUFFIXES) and not f.startswith(NOT_WEIGHTS))
     if pickled and not allow_pickle:
         raise ModelLoadError(
             f"{path} has only pickle-based weights ({', '.join(pickled[:3])}). {PICKLE_RISK} "
-            "Convert them to safetensors (load once where you trust the file, then "
-            "model.save_pretrained(DIR)), or pass --allow-pickle if you trust the source.")
+            "If you trust the source, pass --allow-pickle, or convert them to safetensors once: "
+            f"instruct-tune export {path} --to NEW_DIR --allow-pickle.")
     if not pickled:
         raise ModelLoadError(
             f"{path} has no weights (no *.safetensors file next to config.json). Was saving "
@@ -133,11 +135,11 @@ def load_tokenizer(name_or_path: str | os.PathLike, trust_remote_code: bool = Fa
     from transformers import AutoTokenizer
 
     path = local_model_dir(name_or_path)
-    if path is not None and not any(f.name.startswith(TOKENIZER_FILES) or f.suffix in (".model", ".tiktoken")
-                                    for f in path.iterdir()):
-        raise ModelLoadError(f"{path} has no tokenizer files (tokenizer.json, tokenizer_config.json, "
-                             f"...). Save the tokenizer next to the weights with "
-                             f"tokenizer.save_pretrained('{path}').")
+    if path is not None and not any(f.name.startswith(TOKENIZER_FILES)
+                                    or f.suffix in (".model", ".tiktoken") for f in path.iterdir()):
+        raise ModelLoadError(f"{path} has no tokenizer files (tokenizer.json, "
+                             "tokenizer_config.json, ...). Save the tokenizer next to the weights "
+                             f"with tokenizer.save_pretrained('{path}').")
     configs = {}  # damaged JSON is named as such, not reported as "no tokenizer"
     for fname in ("tokenizer_config.json", "config.json"):
         if path is not None and (path / fname).is_file():
@@ -160,8 +162,8 @@ def load_tokenizer(name_or_path: str | os.PathLike, trust_remote_code: bool = Fa
             f"tokenizer.save_pretrained('{path}').") from None
     if tok.eos_token_id is None:
         raise ModelLoadError(
-            f"The tokenizer of '{name_or_path}' has no EOS token, so a tuned model could never learn "
-            "to stop. Set one (tokenizer.eos_token = '...'; tokenizer.save_pretrained(...)).")
+            f"The tokenizer of '{name_or_path}' has no EOS token, so a tuned model could never "
+            "learn to stop. Set one (tokenizer.eos_token = '...'; tokenizer.save_pretrained(...)).")
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -198,9 +200,9 @@ def _load_adapter(path: Path, dtype, trust_remote_code: bool, allow_pickle: bool
         model = load_model(base, dtype=dtype, trust_remote_code=trust_remote_code,
                            allow_pickle=allow_pickle)
     except ModelLoadError as e:
-        raise ModelLoadError(f"{path} is a LoRA adapter whose base model could not be loaded: {e}\n"
-                             f"(the base is base_model_name_or_path in {path / 'adapter_config.json'})"
-                             ) from None
+        raise ModelLoadError(
+            f"{path} is a LoRA adapter whose base model could not be loaded: {e}\n(the base is "
+            f"base_model_name_or_path in {path / 'adapter_config.json'})") from None
     _check_weights(path, allow_pickle)
     try:
         return PeftModel.from_pretrained(model, str(path))
