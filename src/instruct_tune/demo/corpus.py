@@ -84,28 +84,31 @@ def _sum(rng: random.Random) -> str:
     return " ".join(rng.sample(forms, 2))
 
 
-def _word_list(rng: random.Random) -> str:
-    items = rng.sample(NOUNS, rng.randint(2, 6))
-    name = rng.choice(NAMES)
-    kind = rng.random()
-    if kind < 0.3:
-        return f"{name} wrote a list:\n" + "\n".join(items)
-    if kind < 0.55:
-        return f"In a to z order the words were {', '.join(sorted(items))}."
-    if kind < 0.75:
-        words = _phrase(rng, 2, 6)
-        return (f"The words were {' '.join(words)}. Read from the end they were "
-                f"{' '.join(reversed(words))}.")
-    if kind < 0.9:
-        return (f"{name} saw {', '.join(items)}. That is {len(items)} things, "
-                f"{NUMBER_WORDS[len(items)]} in all. The first was {items[0]} and the last was "
-                f"{items[-1]}.")
-    words = _phrase(rng, 2, 5)
-    return f"{' '.join(words).capitalize()}. {' '.join(words).upper()}. {' '.join(words)}."
+def _word_play(rng: random.Random) -> str:
+    """Sentences that say what happens to a few words: repeated, shouted, whispered, read
+    backwards, put in a to z order, counted. Plain narration, no instructions; it is what lets a
+    small model learn to look back at words and copy them, which most tasks need."""
+    words = _phrase(rng, 2, 6)
+    p, name, other = " ".join(words), rng.choice(NAMES), rng.choice(NAMES)
+    ordered = " ".join(sorted(words))
+    facts = [
+        f"{name} wrote {p} on the board, and {other} wrote {p} too.",
+        f"{name} said {p}. Then {other} said it again: {p}.",
+        f"On the sign, {p} was written in big letters: {p.upper()}.",
+        f"{name} shouted {p.upper()}!",
+        f"The sign said {p.upper()}. {name} read it softly: {p}.",
+        f"The words were {p}. Read from the end they were {' '.join(reversed(words))}.",
+        f"{name} put {p} in a to z order: {ordered}.",
+        f"In {p}, the first word is {words[0]} and the last word is {words[-1]}.",
+        f"{name} counted the words in {p}: {len(words)} words, {NUMBER_WORDS[len(words)]} in all.",
+    ]
+    if rng.random() < 0.25:
+        return f"{name} wrote a list:\n" + "\n".join(words)
+    return " ".join(rng.sample(facts, rng.randint(2, 3)))
 
 
 KINDS: tuple[tuple[Callable[[random.Random], str], float], ...] = (
-    (_story, 0.35), (_capital, 0.15), (_opposite, 0.12), (_sum, 0.13), (_word_list, 0.25))
+    (_story, 0.2), (_capital, 0.12), (_opposite, 0.1), (_sum, 0.1), (_word_play, 0.48))
 
 
 def documents(n: int, seed: int = 0) -> Iterator[str]:

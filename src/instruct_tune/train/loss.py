@@ -264,14 +264,16 @@ class _FusedLinearCE(torch.autograd.Function):
                         grad_w += g.t() @ h
                 if need_b:
                     grad_b += gz.sum(0).to(grad_b.dtype)
-        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        # Kept on ctx, not save_for_backward: they are new tensors (not inputs or outputs), and
+        # dropping ctx's reference in backward lets autograd adopt them as .grad, no copy.
+        ctx.grads = (grad_h, grad_w, grad_b)
         return total
 
     @staticmethod
     def backward(ctx, grad_out):
-        # Scaled in place: the saved gradients are ours alone and used once (no extra [V, H]).
-        if getattr(ctx, "used", False):
+        grads, ctx.grads = ctx.grads, None
+        if grads is None:
             raise RuntimeError("the fused head loss supports one backward pass only")
-        ctx.used = True
-        grads = [None if g is None else g.mul_(grad_out.to(g.dtype)) for g in ctx.saved_tensors]
-        return (*grads, None, None, None)
+        # Scaled in place: the gradients are ours alone and used once (no extra [V, H]).
+        return (*[None if g is None else g.mul_(grad_out.to(g.dtype)) for g in grads],
+                None, None, None)
