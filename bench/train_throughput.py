@@ -146,6 +146,10 @@ def main() -> None:
     import trl
 
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}")
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > 0.5 * cores:
+        print(f"warning: load average {load:.1f} on {cores} cores: other jobs share this machine, so "
+              "wall times swing; the CPU-second columns are steadier (best with --threads 1)")
     peaks = {dt: common.matmul_peak(getattr(torch, dt)) for dt in ("float32", "bfloat16")}
     print(f"matmul peak ({args.threads} threads): fp32 {peaks['float32'] / 1e9:.0f} GFLOP/s, "
           f"bf16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s")

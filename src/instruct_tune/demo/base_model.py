@@ -29,22 +29,25 @@ BOS, EOS, PAD = "<|begin_of_text|>", "<|end_of_text|>", "<|pad|>"
 class BaseSpec:
     """Size and pretraining budget of the local base model."""
 
-    vocab_size: int = 2048
+    vocab_size: int = 2048  # an upper bound: the small corpus runs out of merges near 1,500
     hidden: int = 128
-    layers: int = 4
+    layers: int = 2
     heads: int = 4
     intermediate: int = 352
-    seq_len: int = 256
-    docs: int = 4000  # corpus pages (about 750 characters each)
-    steps: int = 500
-    batch_size: int = 16
+    seq_len: int = 128  # paragraphs are short; what the model must learn to copy is nearby
+    docs: int = 4000  # corpus pages (about 1,000 characters each)
+    steps: int = 1000
+    batch_size: int = 32
     lr: float = 3e-3
     seed: int = 0
 
 
+# Measured: the ability to copy words seen earlier in the text (which most tasks need) appears
+# abruptly between steps 500 and 750 of this budget (98% token accuracy on fresh phrases by
+# step 1000), so the full spec trains to 1000 steps. The fast spec stops before that jump and
+# shows mainly that tuning teaches the format and the stop.
 FULL = BaseSpec()
-FAST = BaseSpec(hidden=96, layers=3, heads=3, intermediate=256, seq_len=128, docs=1500,
-                steps=300, batch_size=24, lr=4e-3)
+FAST = BaseSpec(hidden=96, heads=3, intermediate=256, docs=1500, steps=450, lr=4e-3)
 
 
 def cache_root() -> Path:
