@@ -226,10 +226,10 @@ def main(spec_path: str) -> None:
     # The matmul peak is measured here, right before and after training, so MFU compares the run
     # with what this machine delivered at that moment (it is shared; load changes by the minute).
     # Per wall second and per CPU second (the latter is robust to other jobs on the machine).
-    peaks = [common.matmul_peak(torch.float32, 1536, 4, clock) for clock in CLOCKS]
+    peaks = [common.matmul_peak(torch.float32, 1024, 4, clock) for clock in CLOCKS]
     result = (run_trl if spec["config"].startswith("trl") else run_ours)(spec)
     rss = common.peak_rss_mib()
-    after = [common.matmul_peak(torch.float32, 1536, 4, clock) for clock in CLOCKS]
+    after = [common.matmul_peak(torch.float32, 1024, 4, clock) for clock in CLOCKS]
     result.update(config=spec["config"], peak_rss_mib=rss, peak_flops=max(peaks[0], after[0]),
                   peak_flops_cpu=max(peaks[1], after[1]))
     Path(spec["out"] + ".result.json").write_text(json.dumps(result))

@@ -4,8 +4,8 @@ Same tiny Llama (hidden 256, 4 layers; vocab 8k and 32k, same initial weights), 
 Alpaca-like rows, same hyperparameters (AdamW, constant lr, clip 1.0, fp32, one epoch), each
 config in its own subprocess (clean peak RSS), configs interleaved so machine noise hits all.
 
-    python bench/train_throughput.py                      # default: both vocabs, ~4 min on 2 cores
-    python bench/train_throughput.py --vocab 32000 --threads 1 --repeat 2
+    python bench/train_throughput.py                      # both vocabs, 1 thread: ~5 min idle
+    python bench/train_throughput.py --vocab 32000 --threads 2 --repeat 2
 
 Per config it prints trained tokens/s (response + EOS tokens only), the ratio to TRL's best
 config, model FLOPs utilisation (needed FLOPs / wall time / measured fp32 matmul peak), peak
@@ -133,7 +133,9 @@ def main() -> None:
     p.add_argument("--pack-batch", type=int, default=2, help="packed sequences per step")
     p.add_argument("--max-length", type=int, default=1024)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    # One thread by default: with other jobs on the machine, multi-threaded steps stall at every
+    # OpenMP barrier whose partner thread is descheduled, which distorts ratios between configs.
+    p.add_argument("--threads", type=int, default=1, help="torch threads per config (default 1)")
     p.add_argument("--repeat", type=int, default=1, help="rounds; the best time of each is kept")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", metavar="CONFIG", help="only profile CONFIG (first vocab) with "
@@ -149,7 +151,7 @@ def main() -> None:
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
     if load > 0.5 * cores:
         print(f"warning: load average {load:.1f} on {cores} cores: other jobs share this machine, so "
-              "wall times swing; the CPU-second columns are steadier (best with --threads 1)")
+              "wall times swing; the CPU-second columns are steadier (with --threads 1)")
     peaks = {dt: common.matmul_peak(getattr(torch, dt)) for dt in ("float32", "bfloat16")}
     print(f"matmul peak ({args.threads} threads): fp32 {peaks['float32'] / 1e9:.0f} GFLOP/s, "
           f"bf16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s")

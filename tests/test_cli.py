@@ -53,3 +53,20 @@ def test_every_command_entry_point_exists():
     for name, (_, target, _) in cli.COMMANDS.items():
         module, func = target.split(":")
         assert callable(getattr(importlib.import_module(module), func)), name
+
+
+def test_piped_output_is_not_wrapped_at_80_columns(tmp_path):
+    """rich wraps at 80 columns off a terminal; a long line must reach a log file in one piece."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / ("data_file_with_a_long_name_" * 4 + ".jsonl")
+    data.write_text("".join(json.dumps({"instruction": f"Q{i}?", "output": "A."}) + "\n"
+                            for i in range(5)))
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    proc = subprocess.run([sys.executable, "-m", "instruct_tune.cli", "audit", str(data)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    header = next(ln for ln in proc.stdout.splitlines() if ln.startswith("Audit of"))
+    assert str(data) in header and header.rstrip().endswith("s"), header

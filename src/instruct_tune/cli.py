@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import sys
+import warnings
 
 import tyro
 
@@ -58,6 +60,28 @@ def parse(name: str, argv: list[str]):
                     description=COMMANDS[name][2])
 
 
+def _quiet_libraries() -> None:
+    """Hide library noise that says nothing to our users: transformers' "Loading weights" /
+    "Writing model shards" bars and info logs, and a deprecation warning peft triggers. Env vars
+    when transformers is not imported yet (so --help stays fast), its switches when it is."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing\W? is deprecated",
+                            category=FutureWarning)
+    if "transformers" in sys.modules:
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()
+        logging.set_verbosity_error()
+
+
+def _wide_when_piped() -> None:
+    """rich wraps at 80 columns when not on a terminal, which splits log lines and printed commands
+    (a pasted `train --config X --resume` would lose --resume). rich reads COLUMNS."""
+    if not any(s.isatty() for s in (sys.stdout, sys.stderr)) and "COLUMNS" not in os.environ:
+        os.environ["COLUMNS"] = "240"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -67,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"instruct-tune: unknown command '{name}'.\n\n{_usage()}", file=sys.stderr)
         return 2
+    _wide_when_piped()
     try:
         cfg = parse(name, rest)
+        _quiet_libraries()
         module, func = COMMANDS[name][1].split(":")
         code = getattr(importlib.import_module(module), func)(cfg)
         return int(code or 0)

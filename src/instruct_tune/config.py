@@ -74,6 +74,8 @@ class TrainConfig(DataOptions, ModelOptions):
     """Output directory (config.yaml, metrics.jsonl, checkpoints/, final/)."""
     eval_data: str | None = None
     """Held-out data for eval loss (and the final generation eval)."""
+    eval_max_new_tokens: int = 128
+    """New-token limit per row in the final generation eval on --eval-data."""
     eval_split: float = 0.0
     """Hold out this share of --data for eval loss when --eval-data is not given."""
     eval_every: int = 100
@@ -81,7 +83,7 @@ class TrainConfig(DataOptions, ModelOptions):
     epochs: float = 3.0
     """Stop after this many passes over the data (fractions allowed)."""
     max_steps: int | None = None
-    """Stop after this many optimizer steps."""
+    """Train exactly this many optimizer steps (overrides --epochs, cycling over the data)."""
     max_time: str | None = None
     """Wall-clock budget of this session, e.g. '300s', '20m', '2h'; the final model is saved when it runs out."""
     lr: float | None = None

@@ -40,7 +40,7 @@ def test_base_model_is_built_once_then_reused(tmp_path):
 
 
 def test_base_model_loads_with_the_projects_loader(tmp_path):
-    from instruct_tune.train.model import load_model, load_tokenizer
+    from instruct_tune.models import load_model, load_tokenizer
 
     path, _ = bm.build_base_model(MICRO, cache=tmp_path)
     model, tok = load_model(path), load_tokenizer(path)

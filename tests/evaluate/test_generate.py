@@ -106,3 +106,18 @@ def test_missing_template_falls_back_to_alpaca_with_warning(model_dirs, capsys):
     assert gen.template.name == "alpaca"
     assert "no template.json" in capsys.readouterr().err
     assert Generator.load(model_dirs["qwen2"], template="chatml").template.name == "chatml"
+
+
+def test_progress_prints_plain_lines_when_not_a_terminal(capsys):
+    """No terminal (logs, CI): about one line per 10% of rows, never silent, never per row."""
+    from instruct_tune.evaluate.generate import _progress
+
+    with _progress(True, 238, "generating (m)") as advance:
+        for start in range(0, 238, 8):
+            advance(min(8, 238 - start))
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "generated" in ln]
+    assert 8 <= len(lines) <= 11
+    assert "generated 238/238 rows (100%)" in lines[-1]
+    with _progress(False, 238, "x") as advance:
+        advance(238)
+    assert capsys.readouterr().err == ""

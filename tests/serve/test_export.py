@@ -144,3 +144,17 @@ def test_real_sentencepiece_model_exports_exact_prompt_ids(stories_dir, tmp_path
         ids, text, _ = plain_generate(out, messages(rec), 10)
         assert ids == gen.encode(rec.prompt_messages())
         assert text == gen.generate([ids], max_new_tokens=10)[0].text
+
+
+def test_exported_directory_is_readable_by_others(tuned_dir, tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        out = export(tuned_dir, tmp_path / "out")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755  # not mkdtemp's 0700
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir() if p.is_file()}
+    assert modes and set(modes.values()) == {0o644}, modes

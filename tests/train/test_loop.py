@@ -14,9 +14,9 @@ from instruct_tune.data.pack import collate
 from instruct_tune.data.records import Record
 from instruct_tune.data.templates import Template, get_template
 from instruct_tune.data.tokenize import build_examples, stop_token_ids
+from instruct_tune.models import load_model, load_tokenizer
 from instruct_tune.train import loop
 from instruct_tune.train.loop import NonFiniteLossError, forward_backward
-from instruct_tune.train.model import load_model, load_tokenizer
 from instruct_tune.train.plan import trained_count
 from instruct_tune.train.run import train
 from tests.train.conftest import metrics

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
+from instruct_tune.models import load_model
 from instruct_tune.train.checkpoint import list_checkpoints
-from instruct_tune.train.model import load_model
 from instruct_tune.train.run import train
 from tests.train.conftest import load_weights, max_abs_diff
 

@@ -8,6 +8,7 @@ The CLI loads the files, calls `audit`, and prints the report (rich, or one JSON
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -103,10 +104,13 @@ def run(cfg: AuditConfig) -> int:
         tokenizer = template = None
         if cfg.model:
             from ..data.templates import get_template
-            from ..train.model import load_tokenizer
+            from ..models import fit_max_length, load_tokenizer
 
             status.update(f"loading tokenizer {cfg.model}")
             tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
+            cfg = dataclasses.replace(cfg, max_length=fit_max_length(
+                cfg.max_length, cfg.model, lambda m: err.print(f"[yellow]warning:[/] {m}"),
+                cfg.trust_remote_code))
             template = get_template(cfg.template, tokenizer)
         report = audit(loaded.records, tokenizer=tokenizer, template=template,
                        max_length=cfg.max_length, eval_records=eval_records,

@@ -8,6 +8,7 @@ object per row (input_ids, labels, text, ...) on stdout; the summary then goes t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections import Counter
@@ -116,7 +117,7 @@ def summary(records: list[Record], skipped, result: ExampleSet, template: Templa
 
 
 def run(cfg: InspectConfig) -> int:
-    from ..train.model import load_tokenizer
+    from ..models import fit_max_length, load_tokenizer
     from .load import load_records_report
 
     if not cfg.data:
@@ -128,6 +129,9 @@ def run(cfg: InspectConfig) -> int:
     loaded = load_records_report(cfg.data, format=cfg.format, columns=cfg.columns,
                                  skip_invalid=cfg.skip_invalid)
     tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    warn = Console(stderr=True, highlight=False).print
+    cfg = dataclasses.replace(cfg, max_length=fit_max_length(
+        cfg.max_length, cfg.model, lambda m: warn(f"[yellow]warning:[/] {m}"), cfg.trust_remote_code))
     template = get_template(cfg.template, tokenizer)
     result = build_examples(loaded.records, tokenizer, template, max_length=cfg.max_length,
                             truncation=cfg.truncation, cache_dir=cfg.cache_dir)

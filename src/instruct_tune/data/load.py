@@ -22,9 +22,11 @@ from .validate import (
     check_format,
     column_problems,
     detect_format,
+    missing_mapped_columns,
     parse_columns,
     summarize_problems,
     to_record,
+    unmapped_input_note,
 )
 
 __all__ = ["LoadResult", "format_summary", "load_records", "load_records_report",
@@ -77,6 +79,7 @@ def _load(source: str, fmt: str, mapping: dict[str, str], skip_invalid: bool) ->
     formats: set[str] = set()
     for name, rows in _open(source, notes):
         parsed, file_bad = [], []
+        raw_keys: dict[str, None] = {}  # the file's own column names, in order (for --columns)
         for line, row in rows:
             if isinstance(row, Problem):
                 file_bad.append((line, [row]))
@@ -85,14 +88,19 @@ def _load(source: str, fmt: str, mapping: dict[str, str], skip_invalid: bool) ->
                                                 "fields, got a JSON value of another kind; "
                                                 "write one {...} record per row")]))
             else:
+                if mapping:
+                    raw_keys.update(dict.fromkeys(row))
                 parsed.append((line, apply_columns(row, mapping)))
         if not parsed and not file_bad:
             fail(name, "no rows found", "the file has no data rows; check the path")
         if parsed:
             keys = set().union(*(row.keys() for _, row in parsed))
             file_fmt = fmt if fmt != "auto" else detect_format(keys)
-            if problems := column_problems(name, keys, file_fmt, mapping):
+            problems = missing_mapped_columns(name, raw_keys, mapping) if mapping else []
+            if problems := problems or column_problems(name, keys, file_fmt, mapping):
                 raise DataError(problems, hint="Nothing was loaded: check --columns/--format.")
+            if note := unmapped_input_note(keys, file_fmt, mapping):
+                notes.append(f"{name}: {note}")
             formats.add(file_fmt)
             for line, row in parsed:
                 rec = to_record(row, Source(name, line), file_fmt, mapping)
@@ -101,6 +109,8 @@ def _load(source: str, fmt: str, mapping: dict[str, str], skip_invalid: bool) ->
                 else:
                     file_bad.append((line, rec))
         bad.extend(problems for _, problems in sorted(file_bad, key=lambda x: x[0]))
+    if skip_invalid:  # already on: advice to pass it would only confuse
+        bad = [[_without_skip_advice(p) for p in row] for row in bad]
     all_problems = [p for row in bad for p in row]
     if bad and not records:
         rows = "the only row has" if len(bad) == 1 else f"all {len(bad):,} rows have"
@@ -109,6 +119,13 @@ def _load(source: str, fmt: str, mapping: dict[str, str], skip_invalid: bool) ->
         raise DataError(all_problems)
     fmt_name = formats.pop() if len(formats) == 1 else "mixed"
     return LoadResult(records, [row[0] for row in bad], fmt_name, source, notes)
+
+
+def _without_skip_advice(p: Problem) -> Problem:
+    """The problem with its 'or pass --skip-invalid ...' advice cut (for runs that pass it)."""
+    msg = re.sub(r",? or pass --skip-invalid[^;]*", "", p.message)
+    msg = re.sub(r",? where --skip-invalid drops bad lines", "", msg)
+    return p if msg == p.message else Problem(p.path, p.line, p.field, msg)
 
 
 def format_summary(result: LoadResult, max_reasons: int = 5) -> str:

@@ -27,6 +27,10 @@ ROLE_ALIASES = {"system": "system", "user": "user", "assistant": "assistant",
 # Column names seen in the wild, used only to suggest a --columns mapping in error messages.
 SYNONYMS = {"instruction": ("question", "query", "task", "problem", "text"),
             "output": ("answer", "response", "target", "solution", "reply", "label")}
+# Columns that usually hold an alpaca `input` (the text the instruction is about): left unmapped,
+# they would silently end up in meta and the model would never see them.
+INPUT_SYNONYMS = ("input", "context", "passage", "text", "document", "paragraph", "article",
+                  "source", "content")
 # NUL characters and lone surrogates: the latter is how undecodable bytes arrive
 # (surrogateescape) and they cannot be re-encoded as UTF-8 by any tokenizer.
 _BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
@@ -94,7 +98,8 @@ def column_problems(path: str, keys: set[str], fmt: str | None,
 
 
 def suggest_columns(keys: set[str]) -> str | None:
-    """A --columns value built from common synonyms, e.g. 'instruction=question,output=answer'."""
+    """A --columns value built from common synonyms, e.g. 'instruction=question,output=answer';
+    it maps input= too when a likely input column exists, so following it loses no text."""
     lower = {k.lower(): k for k in keys}
     picks = {}
     for target, names in SYNONYMS.items():
@@ -102,7 +107,36 @@ def suggest_columns(keys: set[str]) -> str | None:
         if hit is None:
             return None
         picks[target] = hit
+    used = set(picks.values())
+    inp = next((lower[n] for n in INPUT_SYNONYMS if n in lower and lower[n] not in used), None)
+    if inp is not None:
+        picks = {"instruction": picks["instruction"], "input": inp, "output": picks["output"]}
     return ",".join(f"{t}={c}" for t, c in picks.items())
+
+
+def unmapped_input_note(keys: Iterable[str], fmt: str | None, mapping: dict[str, str]) -> str | None:
+    """A warning when an alpaca file has no input but a column that looks like one (it would
+    only be kept as meta, never shown to the model)."""
+    keys = set(keys)
+    if fmt != "alpaca" or "input" in keys:
+        return None
+    used = set(mapping.values())
+    cols = [k for k in sorted(keys) if k.lower() in INPUT_SYNONYMS and k not in used
+            and k not in TARGETS]
+    if not cols:
+        return None
+    base = ",".join(f"{t}={c}" for t, c in mapping.items())
+    fix = f"--columns {base + ',' if base else ''}input={cols[0]}"
+    return (f"warning: column {', '.join(repr(c) for c in cols)} is not mapped to input, so it is "
+            f"kept as metadata and never shown to the model; if it is the input text, pass {fix}")
+
+
+def missing_mapped_columns(path: str, columns: Iterable[str], mapping: dict[str, str]) -> list[Problem]:
+    """--columns names a column the file does not have (a typo): say so with the real names."""
+    columns = list(columns)
+    return [Problem(path, None, src, f"column {src!r} (from --columns) is not in the file; "
+                    f"columns: {', '.join(columns) or 'none'}")
+            for src in mapping.values() if src not in columns]
 
 
 def apply_columns(row: dict, mapping: dict[str, str]) -> dict:

@@ -111,7 +111,7 @@ def _audit(train_path: Path, eval_paths: list[Path], base_dir: str) -> dict:
     from ..audit.render import STATUS, TITLES
     from ..audit.report import audit
     from ..data.load import load_records
-    from ..train.model import load_tokenizer
+    from ..models import load_tokenizer
 
     held_out = [r for p in eval_paths for r in load_records(p)]
     report = audit(load_records(train_path), tokenizer=load_tokenizer(base_dir),

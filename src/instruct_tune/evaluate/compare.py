@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..data.records import Record
 from ..errors import ConfigError, DataError, Problem
-from ..train.model import local_model_dir
+from ..models import local_model_dir
 from .generate import Generator, check_sampling, err
 from .metrics import METRIC_KEYS, Generation, difference, leaked_marker, score
 
@@ -43,7 +43,7 @@ def _prompts(gen: Generator, records: Sequence[Record], skip_invalid: bool) -> t
 def _base_with_tokenizer(path, tokenizer, template, load: dict) -> Generator:
     """The base model prompted through the tuned tokenizer, embeddings grown for the added tokens
     (rows it has never trained: exactly the 'before' state of those tokens)."""
-    from ..train.model import load_model
+    from ..models import load_model
 
     model = load_model(path, **load)
     if hasattr(model, "merge_and_unload"):

@@ -10,6 +10,7 @@ and hands text deltas to a callback as tokens arrive, for `generate` and `chat`.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def check_sampling(max_new_tokens: int, temperature: float, top_p: float) -> Non
 
 def tokenizer_dir(model_dir: Path) -> Path:
     """A LoRA adapter directory saved without its tokenizer falls back to the base model's."""
-    from ..train.model import adapter_base, is_adapter_dir
+    from ..models import adapter_base, is_adapter_dir
 
     has_tok = any((model_dir / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
     if not has_tok and is_adapter_dir(model_dir):
@@ -122,7 +123,7 @@ class Generator:
         `template`: a name/path used when the directory has no saved template, or a Template
         object used as is (the base model in a before/after comparison gets the tuned one's)."""
         from ..data.templates import Template
-        from ..train.model import load_model, load_tokenizer
+        from ..models import load_model, load_tokenizer
 
         path = Path(model_dir)
         tokenizer = load_tokenizer(tokenizer_dir(path), trust_remote_code=trust_remote_code)
@@ -222,10 +223,12 @@ class Generator:
 
 
 class _progress:
-    """A rich progress bar when asked for and attached to a terminal; a no-op otherwise."""
+    """A rich progress bar when asked for and attached to a terminal; when asked for but not on a
+    terminal (logs, CI, nohup), a plain line every ~10% so a long eval is never silent."""
 
     def __init__(self, enabled: bool, total: int, label: str):
         self.bar = None
+        self.enabled, self.total, self.label = enabled, total, label
         if enabled and err.is_terminal:
             from rich.progress import Progress
 
@@ -233,10 +236,22 @@ class _progress:
             self.task = self.bar.add_task(label, total=total)
 
     def __enter__(self) -> Callable[[int], None]:
-        if self.bar is None:
+        if self.bar is not None:
+            self.bar.start()
+            return lambda n: self.bar.advance(self.task, n)
+        if not self.enabled or self.total <= 0:
             return lambda n: None
-        self.bar.start()
-        return lambda n: self.bar.advance(self.task, n)
+        start, done, next_pct = time.perf_counter(), 0, 10
+
+        def advance(n: int) -> None:
+            nonlocal done, next_pct
+            done += n
+            pct = 100 * done // self.total
+            if pct >= next_pct or done >= self.total:
+                err.print(f"{self.label}: generated {done:,}/{self.total:,} rows ({pct}%), "
+                          f"{time.perf_counter() - start:.0f} s", highlight=False, soft_wrap=True)
+                next_pct = (pct // 10 + 1) * 10
+        return advance
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..data.chat_template import chat_template_for, check_chat_template
 from ..errors import ConfigError
 from ..evaluate.generate import Generator, err, resolve_template, tokenizer_dir
+from ..models import make_shareable
 
 
 def _prepare_out(src: Path, out: Path, overwrite: bool) -> None:
@@ -35,7 +36,7 @@ def export(model_dir: str | os.PathLike, out: str | os.PathLike, *, merge: bool 
            overwrite: bool = False, template: str | None = None, trust_remote_code: bool = False,
            allow_pickle: bool = False) -> Path:
     """Write a self-contained transformers model directory to `out`; returns its path."""
-    from ..train.model import is_adapter_dir, load_model, load_tokenizer
+    from ..models import is_adapter_dir, load_model, load_tokenizer
 
     src, out = Path(model_dir), Path(out)
     if not src.is_dir():
@@ -71,6 +72,7 @@ def export(model_dir: str | os.PathLike, out: str | os.PathLike, *, merge: bool 
             gc.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         tmpl.save(tmp)
+        make_shareable(tmp)  # mkdtemp made it 0700: a serving container could not read it
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..data.chat_template import chat_template_for
 from ..data.templates import Template
+from ..models import make_shareable
 from .checkpoint import test_signal
 from .lora import save_adapter
 
@@ -70,6 +71,7 @@ def save_final(accelerator, model, tokenizer, template: Template, stop_ids: list
         with suppress(NotImplementedError):  # so apply_chat_template prompts as training did
             tokenizer.chat_template = chat_template_for(tokenizer, template)
         tokenizer.save_pretrained(str(tmp))
+        make_shareable(tmp)  # readable by a serving container or another user
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -37,13 +37,15 @@ class Plan:
         self.trained = [trained_count(e.labels) for e in examples]
         self.lengths = [len(e.input_ids) for e in examples]
         self.per_epoch = len(self.epoch(0))
-        self.total_micro = max(1, math.ceil(epochs * self.per_epoch))
-        steps = math.ceil(self.total_micro / grad_accum)
-        self.total_steps = min(steps, max_steps) if max_steps else steps
+        if max_steps:  # HF Trainer/TRL semantics: --max-steps overrides --epochs, cycling epochs
+            self.total_micro = max_steps * grad_accum
+        else:
+            self.total_micro = max(1, math.ceil(epochs * self.per_epoch))
+        self.total_steps = math.ceil(self.total_micro / grad_accum)
 
     def epoch(self, e: int) -> list[list[int]]:
         if e not in self._epochs:
-            if len(self._epochs) > 2:  # a step spans at most two epochs
+            if len(self._epochs) > 2:  # a step spans few epochs (many only if an epoch is tiny)
                 self._epochs.pop(min(self._epochs))
             self._epochs[e] = self._build_epoch(e)
         return self._epochs[e]

@@ -16,7 +16,7 @@ from ..data.templates import FormatTemplate, Template, get_template
 from ..data.tokenize import Example, build_examples, stop_token_ids
 from ..data.validate import summarize_problems
 from ..errors import DataError
-from .model import load_model, load_tokenizer
+from ..models import load_model, load_tokenizer
 
 
 @dataclass

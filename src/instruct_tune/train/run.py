@@ -22,6 +22,7 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import ConfigError, InstructTuneError
+from ..models import fit_max_length
 from .checkpoint import latest_checkpoint, load_checkpoint, only_trainable
 from .loop import Run, TrainingInterrupted, TrainState, train_loop
 from .outdir import (
@@ -39,7 +40,8 @@ from .schedule import make_scheduler
 
 # Options that may change between a run and its --resume; anything else must match config.yaml.
 RESUMABLE_CHANGES = {"resume", "overwrite", "quiet", "log_every", "save_every", "keep_checkpoints",
-                     "eval_every", "max_time", "max_steps", "epochs", "cache_dir", "out"}
+                     "eval_every", "max_time", "max_steps", "epochs", "cache_dir", "out",
+                     "eval_max_new_tokens"}
 
 
 def run(cfg: TrainConfig) -> int:
@@ -81,6 +83,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
               (cfg.grad_accum >= 1, "--grad-accum must be >= 1"),
               (cfg.epochs > 0, "--epochs must be > 0"),
               (cfg.max_steps is None or cfg.max_steps >= 1, "--max-steps must be >= 1"),
+              (cfg.eval_max_new_tokens >= 1, "--eval-max-new-tokens must be >= 1"),
               (0 <= cfg.eval_split < 1, "--eval-split must be in [0, 1), e.g. 0.05"),
               (0 <= cfg.warmup_ratio < 1, "--warmup-ratio must be in [0, 1)"),
               (cfg.lr is None or cfg.lr > 0, "--lr must be > 0"),
@@ -110,7 +113,11 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     # Local paths become absolute so `--config DIR/config.yaml` works from any directory.
     paths = {k: str(Path(v).resolve()) for k in ("model", "data", "eval_data", "template")
              if (v := getattr(cfg, k)) and Path(v).exists()}
-    return dataclasses.replace(cfg, lr=lr, out=str(Path(cfg.out).resolve()), **paths)
+    # Rows past the model's context would crash; set here so config.yaml and --resume agree.
+    max_length = fit_max_length(cfg.max_length, cfg.model, lambda m: console.print(
+        f"[yellow]warning:[/] {m}"), cfg.trust_remote_code)
+    return dataclasses.replace(cfg, lr=lr, out=str(Path(cfg.out).resolve()), max_length=max_length,
+                               **paths)
 
 
 def _check_resume(out: Path, cfg: TrainConfig) -> Path:
@@ -226,6 +233,11 @@ def train(cfg: TrainConfig) -> Path:
     why = {"time": f"--max-time {cfg.max_time} reached", "done": "done"}[reason]
     say(f"Trained {state.step} steps ({why}); model saved to {final}"
         + (f"; skipped {state.skipped_steps} non-finite steps" if state.skipped_steps else ""))
+    if reason == "time" and state.step < plan.total_steps:
+        say(f"[yellow]warning:[/] stopped at step {state.step}/{plan.total_steps} by --max-time; "
+            f"the learning-rate schedule was planned for {plan.total_steps} steps (warmup "
+            f"{warmup}), so it ended {'still warming up' if state.step < warmup else 'undecayed'}"
+            " — set --max-steps to fit the schedule to your budget")
     if cfg.eval_data and main:
         del model, optimizer, r
         gc.collect()
@@ -245,7 +257,8 @@ def _header(cfg, acc, data, plan: Plan, n_train: int, n_all: int, warmup: int) -
              f"{acc.num_processes} process(es) on {acc.device.type})", *data.report,
              f"batches: {cfg.batch_size} x {cfg.grad_accum} accum x {acc.num_processes} proc = "
              f"{plan.global_batch * cfg.grad_accum} rows/step{' (packed)' if cfg.packing else ''}; "
-             f"{plan.total_steps} steps ({plan.epochs_done(plan.total_steps):.2f} epochs); "
+             f"{plan.total_steps} steps ({plan.epochs_done(plan.total_steps):.2f} epochs"
+             f"{f'; --max-steps {cfg.max_steps} overrides --epochs' if cfg.max_steps else ''}); "
              f"padding {plan.padding_share():.1%}",
              f"params: {n_train:,} trainable of {n_all:,} ({n_train / max(n_all, 1):.2%}); lr "
              f"{cfg.lr:g} {cfg.schedule}, warmup {warmup} steps",
@@ -266,13 +279,28 @@ def _generation_eval(cfg: TrainConfig, final: Path, records, out: Path, say) -> 
     say("Evaluating generations on --eval-data (tuned vs base) ...")
     try:
         report = evaluate(final, records, compare=cfg.model, trust_remote_code=cfg.trust_remote_code,
-                          allow_pickle=cfg.allow_pickle, skip_invalid=True, progress=not cfg.quiet)
+                          allow_pickle=cfg.allow_pickle, skip_invalid=True, progress=not cfg.quiet,
+                          max_new_tokens=cfg.eval_max_new_tokens)
     except (InstructTuneError, RuntimeError, ValueError, OSError) as e:
         say(f"[yellow]warning:[/] generation eval failed ({e}). The model is saved; rerun it with: "
             f"instruct-tune eval --model {final} --data {cfg.eval_data} --compare {cfg.model}")
         return
     path = out / "eval.json"
     path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    print_report(report)
+    if cfg.quiet:  # the summary lines only; the full tables are in eval.json
+        say(_eval_summary(report))
+    else:
+        print_report(report)
     say(f"eval report written to {path}")
+
+
+def _eval_summary(report: dict) -> str:
+    """'eval (40 records): stops 20.0% -> 95.0%, ROUGE-L 12.0% -> 40.0%, ...' for --quiet."""
+    from ..evaluate.report import ROWS, fmt
+
+    base = report.get("base") or {}
+    parts = [f"{label.split(' (')[0]} " + (f"{fmt(k, base[k])} -> " if k in base else "")
+             + fmt(k, report[k]) for k, (label, _, _) in ROWS.items() if k in report]
+    return f"eval ({report.get('n')} records{', base -> tuned' if base else ''}): " + \
+        ", ".join(parts)
 

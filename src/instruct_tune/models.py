@@ -14,11 +14,12 @@ import json
 import os
 import pickle
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from ..errors import ModelLoadError
+from .errors import ModelLoadError
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # Pickles in HF Trainer checkpoint dirs that are not weights (never loaded by us).
@@ -52,14 +53,25 @@ def local_model_dir(name_or_path: str | os.PathLike) -> Path | None:
                              "name such as 'org/model'.")
     path = Path(name).expanduser()
     if path.is_dir():
+        if (not (path / "config.json").is_file() and not is_adapter_dir(path)
+                and (path / "final").is_dir()):
+            raise ModelLoadError(f"{name} is a training run directory; did you mean "
+                                 f"{path / 'final'}?")
         return path
     if path.exists():
         raise ModelLoadError(f"{name} is a file; --model expects a model directory (config.json, "
                              f"*.safetensors, tokenizer files), e.g. {path.parent}.")
-    if _HUB_ID.match(name) and not path.suffix:
+    # A path-like name fails now: transformers would otherwise retry the hub for it for ~50 s.
+    if _HUB_ID.match(name) and not path.suffix and not _looks_local(name):
         return None  # a hub name; transformers resolves it from its cache or the network
     raise ModelLoadError(f"{name}: no such directory. Expected a local model directory or a "
                          "hub name such as 'org/model'.")
+
+
+def _looks_local(name: str) -> bool:
+    """A path, not a hub id: './x', '/x', '~/x', 'a/b/c', or 'runs/x' when ./runs exists."""
+    return (name.startswith((".", "/", "~")) or name.count("/") > 1
+            or ("/" in name and Path(name.split("/", 1)[0]).exists()))
 
 
 def _hub_error(name: str, what: str, e: BaseException) -> ModelLoadError:
@@ -233,3 +245,47 @@ def _load_error(e: Exception, where: str, hub: bool) -> Exception:
         return ModelLoadError(f"Could not load model '{where}': {type(e).__name__}: "
                               f"{_first_line(e)}{hint}")
     return e
+
+
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "max_sequence_length",
+                "seq_length", "n_ctx")
+
+
+def context_length(name_or_path: str | os.PathLike, trust_remote_code: bool = False) -> int | None:
+    """The model's context length from its config (no weights loaded); None if unknown."""
+    from transformers import AutoConfig
+
+    try:
+        path = local_model_dir(name_or_path)
+        name = adapter_base(path) if path is not None and is_adapter_dir(path) else name_or_path
+        config = AutoConfig.from_pretrained(str(name), trust_remote_code=bool(trust_remote_code))
+        config = config.get_text_config()
+    except Exception:  # unknown is fine here: loading the model itself reports the real problem
+        return None
+    for key in CONTEXT_KEYS:
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def fit_max_length(max_length: int, name_or_path: str | os.PathLike, say: Callable[[str], None],
+                   trust_remote_code: bool = False) -> int:
+    """--max-length, lowered (with a warning through `say`) to the model's context length."""
+    context = context_length(name_or_path, trust_remote_code)
+    if context is None or max_length <= context:
+        return max_length
+    say(f"--max-length {max_length} > the model's context {context}; using {context}")
+    return context
+
+
+def make_shareable(path: str | os.PathLike) -> None:
+    """Give a saved model directory normal permissions (dirs 0o755, files 0o644, less the umask):
+    tempfile.mkdtemp makes 0700 and some writers 0600, which a serving container or another user
+    could not read."""
+    umask = os.umask(0)
+    os.umask(umask)
+    root = Path(path)
+    for p in (root, *root.rglob("*")):
+        if not p.is_symlink():
+            p.chmod((0o755 if p.is_dir() else 0o644) & ~umask)
