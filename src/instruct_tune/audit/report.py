@@ -93,7 +93,7 @@ def run(cfg: AuditConfig) -> int:
         from ..data.templates import get_template
 
         get_template(cfg.template)  # a typo fails before the data is read
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     t0 = time.perf_counter()
     with err.status("loading", spinner="dots") as status:
         loaded = _load(cfg.data, cfg)

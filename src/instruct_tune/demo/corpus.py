@@ -61,7 +61,12 @@ def _capital(rng: random.Random) -> str:
              f"{city}, the capital of {country}, is a big city.",
              f"{rng.choice(NAMES)} went to {city}, the capital of {country}.",
              f"Many people live in {city}. It is the capital of {country}.",
-             f"In {country}, the capital city is {city}."]
+             f"In {country}, the capital city is {city}.",
+             # the country named well before the city: recalling a fact about something
+             # mentioned earlier is what answering a question about it takes
+             f"{rng.choice(NAMES)} flew to {country} in the {rng.choice(ADJECTIVES)} plane, and the "
+             f"first city {rng.choice(NAMES)} saw there was the capital, {city}.",
+             f"This story is about {country}. It is a country with a big capital city called {city}."]
     return " ".join(rng.sample(forms, 2))
 
 
@@ -71,7 +76,9 @@ def _opposite(rng: random.Random) -> str:
         a, b = b, a
     forms = [f"The opposite of {a} is {b}.", f"{a.capitalize()} and {b} are opposites.",
              f"{b.capitalize()} is the opposite of {a}.",
-             f"One word was {a} and the other was {b}, its opposite."]
+             f"One word was {a} and the other was {b}, its opposite.",
+             f"The soup was {a}, {rng.choice(NAMES)} said, but the bread was the opposite: {b}.",
+             f"Think of the word {a}. Its opposite, as every child knows, is {b}."]
     return " ".join(rng.sample(forms, 2))
 
 

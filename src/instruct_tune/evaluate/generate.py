@@ -20,7 +20,7 @@ from rich.console import Console
 from ..errors import ConfigError
 from .metrics import Generation, template_markers
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages hold paths: never break them
 
 
 def resolve_template(model_dir: str | os.PathLike, tokenizer, fallback: str | None):
