@@ -67,3 +67,11 @@ def test_resume_refuses_changed_settings_or_nothing_to_resume(make_cfg, tmp_path
     empty.mkdir()
     with pytest.raises(ConfigError, match="no complete checkpoint"):
         train(make_cfg(out=empty, resume=True))
+
+
+@pytest.mark.parametrize("content", ['{"step": 4, "ep', '[]', ''])
+def test_damaged_trainer_state_is_a_clear_error(make_cfg, tmp_path, content):
+    final = train(make_cfg(out=tmp_path / "d", max_steps=4, save_every=2))
+    (latest_checkpoint(final.parent) / STATE_FILE).write_text(content)
+    with pytest.raises(ConfigError, match="damaged.*Delete"):
+        train(make_cfg(out=tmp_path / "d", max_steps=6, save_every=2, resume=True))

@@ -121,7 +121,14 @@ def load_checkpoint(accelerator, path: Path, *, trainable: set[str] | None = Non
     """Restore model/optimizer/scheduler/RNG from `path` into the prepared objects; return the
     trainer state (step, data position, counters). `trainable`: the weight names a LoRA
     checkpoint must hold (it holds only those; the frozen base comes from --model)."""
-    state = json.loads((path / STATE_FILE).read_text())
+    try:
+        state = json.loads((path / STATE_FILE).read_text())
+        if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+            raise ValueError("no step counter")
+    except (OSError, ValueError) as e:  # JSONDecodeError is a ValueError
+        raise ConfigError(
+            f"{path / STATE_FILE} is damaged ({e}); the checkpoint cannot be resumed. Delete "
+            f"{path} to resume from the previous checkpoint.") from None
     rng = path / f"random_states_{accelerator.process_index}.pkl"
     if state.get("world_size", 1) != accelerator.num_processes or not rng.is_file():
         raise ConfigError(
