@@ -47,7 +47,7 @@ class BaseSpec:
 # step 1000), so the full spec trains to 1000 steps. The fast spec stops before that jump and
 # shows mainly that tuning teaches the format and the stop.
 FULL = BaseSpec()
-FAST = BaseSpec(hidden=96, heads=3, intermediate=256, docs=1500, steps=450, lr=4e-3)
+FAST = BaseSpec(hidden=96, heads=3, intermediate=256, docs=1500, steps=300, lr=4e-3)
 
 
 def cache_root() -> Path:

@@ -57,7 +57,7 @@ class DemoPlan:
 
 FULL_PLAN = DemoPlan(FULL, train_per_task=300, eval_per_task=10, epochs=12, lr=2e-3,
                      batch_size=8, max_length=256, max_new_tokens=32)
-FAST_PLAN = DemoPlan(FAST, train_per_task=120, eval_per_task=6, epochs=4, lr=3e-3,
+FAST_PLAN = DemoPlan(FAST, train_per_task=120, eval_per_task=6, epochs=8, lr=3e-3,
                      batch_size=8, max_length=128, max_new_tokens=24)
 
 
