@@ -126,3 +126,14 @@ def test_corpus_states_every_fact_and_has_no_instruction_format():
         assert re.search(rf"\b{w}\b", text) and re.search(rf"\b{w.upper()}\b", text), w
     for marker in ("###", "Instruction", "Response:", "<|im_start|>", "?"):
         assert marker not in text
+
+
+def test_the_audit_finds_no_contamination_or_errors(splits):
+    """Held-out rows are not near copies of training rows (as the audit measures it), and the
+    training set has no error-level finding."""
+    from instruct_tune.audit.report import audit
+
+    report = audit(splits["train"], eval_records=splits["heldout_inputs"] + splits["heldout_phrasings"])
+    assert report["contamination"].checked and not report["contamination"].findings, \
+        [f.to_dict() for f in report["contamination"].findings]
+    assert not report.errors, [f.message for f in report.errors]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from ..data.records import Record, Source
 from .world import CAPITALS, NAMES, NOUNS, OPPOSITE_PAIRS, OPPOSITES, SUMS, VERBS, plural, words
 
 SPLITS = ("train", "heldout_inputs", "heldout_phrasings")
+NEAR = 0.7  # held-out prompts stay below this word-bigram Jaccard to every training prompt
 Fields = dict[str, str]
 
 
@@ -145,6 +147,40 @@ TASKS: dict[str, Task] = {t.name: t for t in (
 )}
 
 
+def prompt_bigrams(instruction: str, input: str = "") -> frozenset[tuple[str, str]]:
+    """Word bigrams of a prompt: what near-duplicate checks (the audit's too) compare."""
+    words = re.findall(r"\w+", f"{instruction} {input}".lower())
+    return frozenset(zip(words, words[1:], strict=False))
+
+
+def jaccard(a: frozenset, b: frozenset) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def _prompt(task: Task, phrasing: str, fields: Fields) -> frozenset:
+    inline = "{" in phrasing
+    return prompt_bigrams(phrasing.format(**fields) if inline else phrasing,
+                          "" if inline else fields["x"])
+
+
+def _held_out(task: Task, candidates: list[Fields], phrasings: tuple[str, ...], n: int,
+              train: list[frozenset]) -> list[tuple[Task, str, Fields]]:
+    """Up to n held-out rows whose prompt is not a near copy of any training prompt: "what is 3
+    plus 1" differs from a trained "what is 3 plus 8" by one word, which would make a held-out
+    row look memorizable (and the audit rightly flags it as contamination)."""
+    rows: list[tuple[Task, str, Fields]] = []
+    for fields in candidates:
+        for k in range(len(phrasings)):  # rotate phrasings so each is used about equally
+            phrasing = phrasings[(len(rows) + k) % len(phrasings)]
+            prompt = _prompt(task, phrasing, fields)
+            if all(jaccard(prompt, t) < NEAR for t in train):
+                rows.append((task, phrasing, fields))
+                break
+        if len(rows) == n:
+            break
+    return rows
+
+
 def build(seed: int = 0, train_per_task: int = 300, eval_per_task: int = 10) -> dict[str, list[Record]]:
     """The three splits. Finite pools (facts, sums) give fewer training rows than asked when
     there are not enough distinct (phrasing, input) pairs; rows are never repeated."""
@@ -152,14 +188,16 @@ def build(seed: int = 0, train_per_task: int = 300, eval_per_task: int = 10) -> 
     for task in TASKS.values():
         rng = random.Random(f"{seed}:{task.name}")
         pool = task.pool(rng)
-        n_held = round(len(pool) * task.heldout_share) if task.heldout_share else 2 * eval_per_task
+        n_held = round(len(pool) * task.heldout_share) if task.heldout_share else 4 * eval_per_task
         held, train = pool[:n_held], pool[n_held:]
         pairs = [(p, f) for f in train[:train_per_task] for p in task.train_phrasings]
-        chosen["train"] += [(task, p, f) for p, f in rng.sample(pairs, min(train_per_task, len(pairs)))]
+        rows = [(task, p, f) for p, f in rng.sample(pairs, min(train_per_task, len(pairs)))]
+        chosen["train"] += rows
+        train_prompts = [_prompt(task, p, f) for _, p, f in rows]
         for split, phrasings in (("heldout_inputs", task.train_phrasings),
                                  ("heldout_phrasings", task.heldout_phrasings)):
-            picked = rng.sample(held, min(eval_per_task, len(held)))
-            chosen[split] += [(task, phrasings[i % len(phrasings)], f) for i, f in enumerate(picked)]
+            candidates = rng.sample(held, len(held))
+            chosen[split] += _held_out(task, candidates, phrasings, eval_per_task, train_prompts)
     random.Random(seed).shuffle(chosen["train"])  # mix tasks so every batch sees several
     return {split: [task.record(p, f, split, line) for line, (task, p, f) in enumerate(rows, 1)]
             for split, rows in chosen.items()}
