@@ -20,7 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 
 from instruct_tune import cli
 
@@ -55,13 +54,6 @@ def assert_refused(code: int, err: str, *words: str) -> None:
     for w in words:
         assert w.lower() in err.lower(), f"{w!r} not in: {err}"
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

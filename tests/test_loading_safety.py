@@ -47,13 +47,6 @@ def hostile_pickle(path: Path, marker: Path) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory) -> Path:

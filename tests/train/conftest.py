@@ -47,14 +47,6 @@ def make_cfg(model_dirs, alpaca_file, tmp_path):
     return build
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tests share 2 cores with other work; tiny models gain nothing from more threads."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
     """All tensors of the safetensors files in a directory."""
