@@ -8,12 +8,12 @@ Ctrl-C while the model is answering stops that answer.
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Callable
 
 from ..data.records import Message
 from ..errors import ConfigError
 from ..evaluate.generate import Generator, check_sampling
+from .generate_cmd import write_stdout
 
 HELP = "Commands: /reset clears the history, /exit quits (or Ctrl-D)."
 
@@ -40,7 +40,7 @@ def chat_loop(gen: Generator, *, read: Callable[[str], str] = input,
               write: Callable[[str], None] | None = None, system: str | None = None,
               sampling: dict | None = None) -> int:
     """Read a message, stream the answer, repeat. `read` raises EOFError/KeyboardInterrupt to quit."""
-    write = write or _stdout
+    write = write or write_stdout
     sampling = sampling or {}
     multi = is_multi_turn(gen.template)
     head: list[Message] = []
@@ -91,11 +91,6 @@ def chat_loop(gen: Generator, *, read: Callable[[str], str] = input,
         write("\n" if out.stopped else "\n(no stop token within --max-new-tokens)\n")
         if multi:
             history += [user, Message("assistant", out.text)]
-
-
-def _stdout(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
 
 
 def run(cfg) -> int:

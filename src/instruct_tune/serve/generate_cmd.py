@@ -10,7 +10,8 @@ from ..errors import ConfigError
 from ..evaluate.generate import Generator, check_sampling, err
 
 
-def _write(text: str) -> None:
+def write_stdout(text: str) -> None:
+    """Print a streamed piece at once (stdout is block-buffered when piped)."""
     sys.stdout.write(text)
     sys.stdout.flush()
 
@@ -26,9 +27,9 @@ def run(cfg) -> int:
     gen = Generator.load(cfg.model, template=cfg.template, trust_remote_code=cfg.trust_remote_code,
                          allow_pickle=cfg.allow_pickle)
     prompt = gen.encode([Message("user", instruction, cfg.input)])
-    out = gen.stream(prompt, _write, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+    out = gen.stream(prompt, write_stdout, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                      top_p=cfg.top_p)
-    _write("\n")
+    write_stdout("\n")
     if not out.stopped:
         err.print(f"[dim](no stop token within --max-new-tokens {cfg.max_new_tokens}; the output was "
                   "cut there)[/]")
