@@ -113,7 +113,7 @@ def run_trl(spec: dict) -> dict:
     tok = AutoTokenizer.from_pretrained(spec["model_dir"])
     model = AutoModelForCausalLM.from_pretrained(spec["model_dir"], dtype=torch.float32)
     args = SFTConfig(
-        output_dir=spec["out"], report_to="none", use_cpu=True, bf16=False, fp16=False,
+        output_dir=spec["out"], report_to="none", use_cpu=True, bf16=spec["precision"] == "bf16", fp16=False,
         gradient_checkpointing=False, num_train_epochs=1, learning_rate=spec["lr"],
         lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
         per_device_train_batch_size=spec["pack_batch"] if packing else spec["batch"],
@@ -157,7 +157,7 @@ def run_ours(spec: dict) -> dict:
         model=spec["model_dir"], data=spec["train_file"], out=spec["out"], epochs=1.0,
         lr=spec["lr"], batch_size=spec["pack_batch"] if packing else spec["batch"], grad_accum=1,
         packing=packing, schedule="constant", warmup_ratio=0.0, weight_decay=0.0,
-        max_grad_norm=1.0, precision="fp32", seed=spec["seed"], log_every=1, save_every=10**9,
+        max_grad_norm=1.0, precision=spec["precision"], seed=spec["seed"], log_every=1, save_every=10**9,
         eval_every=0, quiet=True, overwrite=True, max_length=spec["max_length"], cache_dir="none")
     clock = Clock()
     with profiled(spec):
@@ -226,10 +226,11 @@ def main(spec_path: str) -> None:
     # The matmul peak is measured here, right before and after training, so MFU compares the run
     # with what this machine delivered at that moment (it is shared; load changes by the minute).
     # Per wall second and per CPU second (the latter is robust to other jobs on the machine).
-    peaks = [common.matmul_peak(torch.float32, 1024, 4, clock) for clock in CLOCKS]
+    dtype = torch.bfloat16 if spec["precision"] == "bf16" else torch.float32
+    peaks = [common.matmul_peak(dtype, 1024, 4, clock) for clock in CLOCKS]
     result = (run_trl if spec["config"].startswith("trl") else run_ours)(spec)
     rss = common.peak_rss_mib()
-    after = [common.matmul_peak(torch.float32, 1024, 4, clock) for clock in CLOCKS]
+    after = [common.matmul_peak(dtype, 1024, 4, clock) for clock in CLOCKS]
     result.update(config=spec["config"], peak_rss_mib=rss, peak_flops=max(peaks[0], after[0]),
                   peak_flops_cpu=max(peaks[1], after[1]))
     Path(spec["out"] + ".result.json").write_text(json.dumps(result))

@@ -64,6 +64,7 @@ def prepare(vocab: int, args, work: Path) -> dict:
 def run_config(name: str, data: dict, args, work: Path, profile: bool = False) -> dict:
     spec = dict(data, config=name, threads=args.threads, lr=args.lr, batch=args.batch,
                 pack_batch=args.pack_batch, max_length=args.max_length, seed=args.seed,
+                precision=args.precision,
                 out=str(work / f"{name}-{data['vocab']}"), profile=profile)
     spec_path = work / f"spec-{name}-{data['vocab']}.json"
     spec_path.write_text(json.dumps(spec))
@@ -133,6 +134,9 @@ def main() -> None:
     p.add_argument("--pack-batch", type=int, default=2, help="packed sequences per step")
     p.add_argument("--max-length", type=int, default=1024)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="both tools train in this precision (bf16: autocast, fp32 master weights); "
+                   "MFU is against the same dtype's matmul peak")
     # One thread by default: with other jobs on the machine, multi-threaded steps stall at every
     # OpenMP barrier whose partner thread is descheduled, which distorts ratios between configs.
     p.add_argument("--threads", type=int, default=1, help="torch threads per config (default 1)")

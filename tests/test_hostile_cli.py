@@ -277,14 +277,21 @@ CHOICE_FLAGS = [("train", "--truncation", "bogus", "drop"), ("train", "--precisi
                          ids=[f"{c} {f} {v}" for c, f, v, _ in CHOICE_FLAGS])
 def test_values_of_the_wrong_kind(cmd, flag, value, hint, capsys):
     """tyro rejects these while parsing: exit 2, naming the flag, the value and what is allowed."""
-    code, _, err = run_cli(capsys, cmd, flag, value)
+    required = {"train": ["--model", "m", "--data", "d", "--out", "o"], "inspect": ["d", "--model", "m"]}
+    code, _, err = run_cli(capsys, cmd, *required[cmd], flag, value)
     assert code == 2
     assert flag in err and value in err and hint in err and f"instruct-tune {cmd} --help" in err
 
 
 def test_misspelt_flag_suggests_the_right_one(capsys):
-    code, _, err = run_cli(capsys, "train", "--modle", "x")
-    assert code == 2 and "--modle" in err and "Perhaps you meant" in err and "--model" in err
+    code, _, err = run_cli(capsys, "train", "--model", "m", "--data", "d", "--out", "o",
+                           "--batch-sise", "4")
+    assert code == 2 and "--batch-sise" in err and "Perhaps you meant" in err and "--batch-size" in err
+
+
+def test_misspelt_required_flag_is_named_with_the_missing_one(capsys):
+    code, _, err = run_cli(capsys, "train", "--modle", "x", "--data", "d", "--out", "o")
+    assert code == 2 and "--modle" in err and "--model" in err and "Required" in err
 
 
 SAMPLING = [(["--max-new-tokens", "0"], "--max-new-tokens must be at least 1"),
@@ -349,7 +356,8 @@ def test_bad_yaml_config(text, words, tmp_path, capsys):
 def test_yaml_numbers_are_read_as_numbers(tmp_path):
     """YAML reads `1e-4` as a string; it must still be a learning rate, not a crash later."""
     path = tmp_path / "run.yaml"
-    path.write_text("lr: 1e-4\nmax_time: 300\ncolumns: {instruction: q, output: a}\n")
+    path.write_text("model: m\ndata: d\nout: o\nlr: 1e-4\nmax_time: 300\n"
+                    "columns: {instruction: q, output: a}\n")
     cfg = cli.parse("train", ["--config", str(path)])
     assert (cfg.lr, cfg.max_time, cfg.columns) == (1e-4, "300", "instruction=q,output=a")
 
@@ -388,26 +396,47 @@ def test_help_of_each_command(name, capsys):
     assert code == 0 and f"instruct-tune {name}" in out and "--help" in out
 
 
-@pytest.mark.parametrize("given, missing", [([], "--model"), (["--model", "m"], "--data"),
-                                            (["--model", "m", "--data", "d"], "--out"),
-                                            (["--data", "d", "--out", "o"], "--model")])
+def assert_required(code: int, err: str, missing: list[str], given: list[str]) -> None:
+    """tyro refuses before anything loads: exit 2, naming exactly the missing options."""
+    assert code == 2 and "Required options" in err, err
+    listed = err.split("Required options", 1)[1].split("For full helptext", 1)[0]
+    for name in missing:
+        assert name in listed, f"{name!r} not in: {err}"
+    for name in given:
+        assert f"{name} STR" not in listed, f"{name!r} was given but is listed: {err}"
+
+
+TRAIN_FLAGS_GIVEN = [([], ["--model", "--data", "--out"]),
+                     (["--model", "m"], ["--data", "--out"]),
+                     (["--model", "m", "--data", "d"], ["--out"]),
+                     (["--data", "d", "--out", "o"], ["--model"])]
+
+
+@pytest.mark.parametrize("given, missing", TRAIN_FLAGS_GIVEN)
 def test_train_without_required_options(given, missing, capsys):
     code, _, err = run_cli(capsys, "train", *given)
-    assert_refused(code, err, f"train needs {missing}")
+    assert_required(code, err, missing, [g for g in given if g.startswith("--")])
+
+
+def test_required_options_can_come_from_the_yaml(tmp_path, capsys):
+    path = tmp_path / "run.yaml"
+    path.write_text("model: m\ndata: d\n")
+    code, _, err = run_cli(capsys, "train", "--config", path)
+    assert_required(code, err, ["--out"], ["--model", "--data"])
 
 
 REQUIRED = [
-    (["inspect"], ("inspect needs a data file",)), (["inspect", "d.jsonl"], ("needs --model",)),
-    (["eval"], ("eval needs --model",)), (["eval", "--model", "m"], ("eval needs --data",)),
-    (["generate", "Hi"], ("generate needs --model",)), (["chat"], ("chat needs a model directory",)),
-    (["export"], ("export needs a model directory",)), (["export", "m"], ("export needs --to",)),
-    (["audit"], ("give a data file",))]
+    (["inspect"], ["DATA", "--model"]), (["inspect", "d.jsonl"], ["--model"]),
+    (["eval"], ["--model", "--data"]), (["eval", "--model", "m"], ["--data"]),
+    (["generate", "Hi"], ["--model"]), (["generate", "--model", "m"], ["INSTRUCTION"]),
+    (["chat"], ["MODEL"]), (["export"], ["MODEL", "--to"]), (["export", "m"], ["--to"]),
+    (["audit"], ["DATA"])]
 
 
-@pytest.mark.parametrize("argv, words", REQUIRED, ids=[" ".join(a) for a, _ in REQUIRED])
-def test_other_commands_without_required_arguments(argv, words, capsys):
+@pytest.mark.parametrize("argv, missing", REQUIRED, ids=[" ".join(a) for a, _ in REQUIRED])
+def test_other_commands_without_required_arguments(argv, missing, capsys):
     code, _, err = run_cli(capsys, *argv)
-    assert_refused(code, err, *words)
+    assert_required(code, err, missing, [a for a in argv[1:] if a.startswith("--")])
 
 
 # ---------------------------------------------------------------------------------------------

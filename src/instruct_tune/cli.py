@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import signal
 import sys
 import warnings
 
@@ -37,6 +38,15 @@ COMMANDS: dict[str, tuple[type, str, str]] = {
 }
 
 
+# Options a command cannot run without: --help marks them "(required)" and tyro names the missing
+# ones before anything loads. A --config YAML may provide them.
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "inspect": ("data", "model"), "audit": ("data",), "train": ("model", "data", "out"),
+    "eval": ("model", "data"), "generate": ("instruction", "model"), "chat": ("model",),
+    "export": ("model", "to"),
+}
+
+
 def _usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {help_}" for name, (_, _, help_) in COMMANDS.items()]
@@ -55,7 +65,8 @@ def parse(name: str, argv: list[str]):
             raise C.ConfigError("--config needs a path to a YAML file")
         defaults = C.load_yaml(argv[i + 1], cls)
         del argv[i:i + 2]
-    default = dataclasses.replace(cls(), **defaults)
+    missing = {f: tyro.MISSING for f in REQUIRED.get(name, ()) if not defaults.get(f)}
+    default = dataclasses.replace(cls(), **defaults, **missing)
     return tyro.cli(cls, args=argv, default=default, prog=f"instruct-tune {name}",
                     description=COMMANDS[name][2])
 
@@ -83,6 +94,9 @@ def _wide_when_piped() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and hasattr(signal, "SIGPIPE"):
+        # The real command line: `instruct-tune ... | head` ends quietly, like other Unix tools.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
@@ -93,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _wide_when_piped()
     try:
-        cfg = parse(name, rest)
+        try:
+            cfg = parse(name, rest)
+        except SystemExit as e:  # tyro printed --help or the argument error; callers get the code
+            return e.code if isinstance(e.code, int) else 2
         _quiet_libraries()
         module, func = COMMANDS[name][1].split(":")
         code = getattr(importlib.import_module(module), func)(cfg)

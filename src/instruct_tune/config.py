@@ -22,9 +22,14 @@ RecordFormat = Literal["auto", "alpaca", "prompt_completion", "chat"]
 Truncation = Literal["drop", "left", "error"]
 
 
+# Field order is --help order. dataclasses list base-class fields first (in reverse MRO), so each
+# command's own fields live in a base class named last: `class TrainConfig(ModelOptions,
+# DataOptions, _Train)` lists model/data/out first and --trust-remote-code last.
+
+
 @dataclass
 class DataOptions:
-    """How records are read, templated and tokenized (shared by inspect, train and audit)."""
+    """How records are read, templated and tokenized (shared by inspect and train)."""
 
     format: RecordFormat = "auto"
     """Record format; auto-detected from the columns unless given."""
@@ -53,8 +58,20 @@ class ModelOptions:
 
 
 @dataclass
-class InspectConfig(DataOptions, ModelOptions):
-    data: Positional[str] = ""
+class SamplingOptions:
+    """How text is generated."""
+
+    max_new_tokens: int = 256
+    """Stop after this many new tokens if the model has not stopped by itself."""
+    temperature: float = 0.0
+    """0 means greedy decoding."""
+    top_p: float = 1.0
+    """Nucleus sampling: sample only from the most likely tokens that add up to this probability (1: all)."""
+
+
+@dataclass
+class _Inspect:
+    data: Annotated[Positional[str], tyro.conf.arg(metavar="DATA")] = ""
     """Data file (JSON, JSONL, CSV, Parquet) or a datasets name/directory."""
     model: str = ""
     """Model directory or hub name whose tokenizer is used."""
@@ -65,7 +82,12 @@ class InspectConfig(DataOptions, ModelOptions):
 
 
 @dataclass
-class TrainConfig(DataOptions, ModelOptions):
+class InspectConfig(ModelOptions, DataOptions, _Inspect):
+    pass
+
+
+@dataclass
+class _Train:
     model: str = ""
     """Base model: a local directory or a hub name."""
     data: str = ""
@@ -74,12 +96,12 @@ class TrainConfig(DataOptions, ModelOptions):
     """Output directory (config.yaml, metrics.jsonl, checkpoints/, final/)."""
     eval_data: str | None = None
     """Held-out data for eval loss (and the final generation eval)."""
-    eval_max_new_tokens: int = 128
-    """New-token limit per row in the final generation eval on --eval-data."""
     eval_split: float = 0.0
     """Hold out this share of --data for eval loss when --eval-data is not given."""
     eval_every: int = 100
     """Evaluate every N optimizer steps (0: only at the end)."""
+    eval_max_new_tokens: int = 128
+    """New-token limit per row in the final generation eval on --eval-data."""
     epochs: float = 3.0
     """Stop after this many passes over the data (fractions allowed)."""
     max_steps: int | None = None
@@ -92,26 +114,34 @@ class TrainConfig(DataOptions, ModelOptions):
     """Rows (or packed sequences) per micro-batch per process."""
     grad_accum: int = 1
     """Micro-batches per optimizer step."""
-    schedule: Literal["cosine", "constant"] = "cosine"
-    warmup_ratio: float = 0.03
-    """Share of steps spent warming up the learning rate linearly from 0."""
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    """Clip the global gradient norm to this (0: no clipping)."""
-    precision: Literal["fp32", "bf16"] = "fp32"
-    """bf16 uses autocast where the hardware supports it."""
-    gradient_checkpointing: bool = False
     packing: bool = False
     """Pack several rows into one sequence (each row still attends only to itself)."""
     lora: bool = False
     """Train a LoRA adapter instead of all weights."""
     lora_r: int = 16
+    """LoRA rank."""
     lora_alpha: int = 32
+    """LoRA scale numerator: updates are scaled by alpha / r."""
     lora_dropout: float = 0.05
+    """Dropout on the LoRA branch's input."""
     lora_targets: str = "all-linear"
     """Comma-separated module names, or 'all-linear'."""
+    schedule: Literal["cosine", "constant"] = "cosine"
+    """Learning rate after warmup: cosine decay to 0, or constant."""
+    warmup_ratio: float = 0.03
+    """Share of steps spent warming up the learning rate linearly from 0."""
+    weight_decay: float = 0.0
+    """AdamW weight decay (matrices only; biases and norms are not decayed)."""
+    max_grad_norm: float = 1.0
+    """Clip the global gradient norm to this (0: no clipping)."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """bf16 uses autocast where the hardware supports it."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, about a third more compute."""
     seed: int = 42
+    """Seed for initialisation, shuffling and dropout."""
     log_every: int = 10
+    """Log loss, lr and throughput every N optimizer steps (console and metrics.jsonl)."""
     save_every: int = 500
     """Checkpoint every N optimizer steps (and always at the end)."""
     keep_checkpoints: int = 3
@@ -127,16 +157,14 @@ class TrainConfig(DataOptions, ModelOptions):
 
 
 @dataclass
-class SamplingOptions:
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    """0 means greedy decoding."""
-    top_p: float = 1.0
+class TrainConfig(ModelOptions, DataOptions, _Train):
+    pass
 
 
 @dataclass
-class GenerateConfig(SamplingOptions, ModelOptions):
-    instruction: Positional[str] = ""
+class _Generate:
+    instruction: Annotated[Positional[str], tyro.conf.arg(metavar="INSTRUCTION")] = ""
+    """The instruction to answer ('-' reads it from stdin)."""
     model: str = ""
     """A trained run's final/ directory (or any model directory)."""
     input: str = ""
@@ -146,57 +174,102 @@ class GenerateConfig(SamplingOptions, ModelOptions):
 
 
 @dataclass
-class ChatConfig(SamplingOptions, ModelOptions):
-    model: Positional[str] = ""
-    template: str | None = None
-    system: str | None = None
+class GenerateConfig(ModelOptions, SamplingOptions, _Generate):
+    pass
 
 
 @dataclass
-class EvalConfig(SamplingOptions, ModelOptions):
+class _Chat:
+    model: Annotated[Positional[str], tyro.conf.arg(metavar="MODEL")] = ""
+    """A trained run's final/ directory (or any model directory)."""
+    template: str | None = None
+    """Used only when the model directory has no saved template."""
+    system: str | None = None
+    """System message, for templates that have one (chatml, model)."""
+
+
+@dataclass
+class ChatConfig(ModelOptions, SamplingOptions, _Chat):
+    pass
+
+
+@dataclass
+class _Eval:
     model: str = ""
+    """The model to evaluate, usually a trained run's final/ directory."""
     data: str = ""
+    """Held-out records with the expected `output`."""
     compare: str | None = None
     """Base model directory to evaluate with the same template, side by side."""
-    template: str | None = None
-    json: bool = False
     out: str | None = None
     """Write the report as JSON here."""
-    batch_size: int = 16
+    json: bool = False
+    """Print the report as JSON instead of tables."""
     samples: int = 3
     """How many sample generations to show side by side."""
+    batch_size: int = 16
+    """Prompts generated together."""
+    template: str | None = None
+    """Used only when the model directory has no saved template."""
     format: RecordFormat = "auto"
+    """Record format; auto-detected from the columns unless given."""
     columns: str | None = None
+    """Map other column names, e.g. 'instruction=question,output=answer'."""
     skip_invalid: bool = False
+    """Drop invalid rows (and report how many and why) instead of stopping."""
 
 
 @dataclass
-class ExportConfig(ModelOptions):
-    model: Positional[str] = ""
+class EvalConfig(ModelOptions, SamplingOptions, _Eval):
+    pass
+
+
+@dataclass
+class _Export:
+    model: Annotated[Positional[str], tyro.conf.arg(metavar="MODEL")] = ""
     """A trained run's final/ directory (full or LoRA)."""
     to: str = ""
+    """Directory to write the exported model to."""
     merge: bool = True
     """Merge a LoRA adapter into the base weights."""
     overwrite: bool = False
+    """Replace a non-empty --to directory."""
     template: str | None = None
     """Used only when the model directory has no saved template."""
 
 
 @dataclass
-class AuditConfig(ModelOptions):
-    data: Positional[str] = ""
+class ExportConfig(ModelOptions, _Export):
+    pass
+
+
+@dataclass
+class _Audit:
+    data: Annotated[Positional[str], tyro.conf.arg(metavar="DATA")] = ""
+    """Data file (JSON, JSONL, CSV, Parquet) or a datasets name/directory."""
     model: str | None = None
     """Tokenizer for token counts and truncation checks."""
-    template: str = "alpaca"
-    max_length: int = 2048
     eval_data: str | None = None
     """Check this eval set for contamination by the training data."""
     json: bool = False
+    """Print the report as JSON."""
     strict: bool = False
     """Exit non-zero when there is any error-level finding."""
+    template: str = "alpaca"
+    """Prompt template used for token counts (as in train)."""
+    max_length: int = 2048
+    """With --model: flag rows longer than this many tokens (train would drop them)."""
     format: RecordFormat = "auto"
+    """Record format; auto-detected from the columns unless given."""
     columns: str | None = None
+    """Map other column names, e.g. 'instruction=question,output=answer'."""
     skip_invalid: bool = True
+    """Audit the valid rows and count the invalid ones (--no-skip-invalid: stop at them)."""
+
+
+@dataclass
+class AuditConfig(ModelOptions, _Audit):
+    pass
 
 
 @dataclass

@@ -11,6 +11,7 @@ base model + adapter.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import re
@@ -277,6 +278,24 @@ def fit_max_length(max_length: int, name_or_path: str | os.PathLike, say: Callab
         return max_length
     say(f"--max-length {max_length} > the model's context {context}; using {context}")
     return context
+
+
+def parameter_count(name_or_path: str | os.PathLike) -> int | None:
+    """Parameters in a local model directory's safetensors files, read from their headers (no
+    weights loaded); None when unknown (hub name not cached, pickle-only weights)."""
+    from safetensors import safe_open
+
+    path = local_model_dir(name_or_path)
+    if path is None:
+        return None
+    total = 0
+    for file in path.glob("*.safetensors"):
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                total += sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118 (safe_open is not a dict)
+        except Exception:  # a damaged file: loading reports it properly
+            return None
+    return total or None
 
 
 def make_shareable(path: str | os.PathLike) -> None:

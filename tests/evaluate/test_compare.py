@@ -1,15 +1,19 @@
-"""Before/after evaluation: API report, `instruct-tune eval` JSON/--out/rich output, Markdown."""
+"""Before/after evaluation: API report, `instruct-tune eval` JSON/--out/rich output, Markdown,
+and a bad --out caught before any model loads."""
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 
 import pytest
 
 from instruct_tune.cli import main
 from instruct_tune.data.records import Record, Source
 from instruct_tune.errors import DataError
-from instruct_tune.evaluate.compare import evaluate
+from instruct_tune.evaluate.compare import check_out_file, evaluate
+from instruct_tune.evaluate.generate import Generator
 from instruct_tune.evaluate.report import to_markdown
 from tests.evaluate import tuned
 
@@ -112,3 +116,75 @@ def test_compare_when_tuning_added_the_template_tokens(base_dir, tmp_path):
     get_template("chatml").save(tmp_path / "tuned")
     report = evaluate(tmp_path / "tuned", tuned.RECORDS[:2], compare=base_dir, max_new_tokens=4)
     assert report["template"] == "chatml" and report["base"]["n"] == 2
+
+
+@pytest.fixture
+def no_generation(monkeypatch):
+    """Fail the test if eval gets as far as loading a model."""
+    def load(*args, **kwargs):
+        raise AssertionError("a model was loaded before --out was checked")
+    monkeypatch.setattr(Generator, "load", load)
+
+
+def eval_out(tuned_dir, eval_file, out) -> int:
+    return main(["eval", "--model", str(tuned_dir), "--data", str(eval_file), "--out", str(out),
+                 "--max-new-tokens", "4"])
+
+
+@pytest.mark.parametrize("case", ["directory", "slash", "under_a_file"])
+def test_bad_out_fails_before_any_model_loads(tuned_dir, eval_file, tmp_path, capsys, no_generation,
+                                              case):
+    (tmp_path / "notes.txt").write_text("keep me")
+    out, hint = {"directory": (tmp_path, "file name"),
+                 "slash": (f"{tmp_path / 'reports'}/", "file name"),
+                 "under_a_file": (tmp_path / "notes.txt" / "eval.json", "is a file")}[case]
+    assert eval_out(tuned_dir, eval_file, out) == 2
+    message = " ".join(capsys.readouterr().err.split())  # undo line wrapping
+    assert "--out" in message and str(out) in message and hint in message
+    assert (tmp_path / "notes.txt").read_text() == "keep me" and not (tmp_path / "reports").exists()
+
+
+def test_out_in_a_directory_nobody_may_write_fails_early(tuned_dir, eval_file, capsys, no_generation):
+    try:  # sysfs refuses new files even to root, where chmod'ed directories would not
+        fd, probe = tempfile.mkstemp(dir="/sys")
+    except OSError:
+        pass
+    else:
+        os.close(fd)
+        os.unlink(probe)
+        pytest.skip("/sys is writable here")
+    if not os.path.isdir("/sys"):
+        pytest.skip("no /sys")
+    assert eval_out(tuned_dir, eval_file, "/sys/instruct-tune/eval.json") == 2
+    message = " ".join(capsys.readouterr().err.split())
+    assert "Cannot write --out /sys/instruct-tune/eval.json" in message and "writable" in message
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root may write anywhere, whatever the permissions")
+@pytest.mark.parametrize("target", ["dir", "file"])
+def test_out_without_permission_fails_early(tuned_dir, eval_file, tmp_path, capsys, no_generation,
+                                            target):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    out = locked / "eval.json"
+    if target == "file":
+        out.write_text("old")
+        out.chmod(0o444)
+    else:
+        locked.chmod(0o555)
+    try:
+        assert eval_out(tuned_dir, eval_file, out) == 2
+    finally:
+        locked.chmod(0o755)
+    assert "Cannot write --out" in " ".join(capsys.readouterr().err.split())
+
+
+def test_good_out_is_checked_without_leaving_anything(tuned_dir, eval_file, tmp_path):
+    out = tmp_path / "new" / "deeper" / "eval.json"
+    check_out_file(str(out))
+    assert list(tmp_path.iterdir()) == []
+    existing = tmp_path / "old.json"
+    existing.write_text("old")
+    check_out_file(str(existing))
+    assert existing.read_text() == "old"  # checked, not truncated (eval replaces it only at the end)

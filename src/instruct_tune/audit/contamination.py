@@ -18,7 +18,7 @@ import numpy as np
 
 from ..data.records import Record
 from .context import AuditData
-from .findings import Example, Finding, LeverReport, pct, snippet
+from .findings import Example, Finding, LeverReport, pct, plural, snippet
 from .neardup import Shingles, best_matches
 from .words import Tokens, ngram_hashes, norm, words
 
@@ -92,22 +92,25 @@ def contamination_lever(d: AuditData, eval_records: list[Record]) -> LeverReport
                 off = k - int(row_start[e])  # window offset within the row's words
                 gram = " ".join(words(_full(eval_records[e]))[off: off + NGRAM])
                 match[e] = ("ngram", first_train[int(ev_h[k])],
-                            f"{per_row[e]} of {totals[e]} 13-grams found in training, e.g. "
-                            f"'{gram}'")
+                            f"{per_row[e]:,} of its {plural(int(totals[e]), '13-word window')} "
+                            f"found in training, e.g. '{gram}'")
 
     findings = []
-    kinds = [("exact", "error", "contaminated_exact",
-              "{n} eval row(s) ({share}) have the same instruction and input as a training row."),
-             ("near", "error", "contaminated_near",
-              "{n} eval row(s) ({share}) have a near-duplicate prompt in training (Jaccard >= 0.8)."),
-             ("ngram", "warning", "contaminated_ngram",
-              "{n} eval row(s) ({share}) share a 13-word sequence with a training row.")]
-    for kind, severity, code, message in kinds:
+    has, shares = ("eval row has", "eval rows have"), ("eval row shares", "eval rows share")
+    kinds = [("exact", "error", "contaminated_exact", has,
+              "the same instruction and input as a training row ({share})."),
+             ("near", "error", "contaminated_near", has,
+              "a near-duplicate prompt in training ({share}; bigram Jaccard >= 0.8: most "
+              "consecutive word pairs shared)."),
+             ("ngram", "warning", "contaminated_ngram", shares,
+              "a 13-word sequence with a training row ({share}).")]
+    for kind, severity, code, subject, message in kinds:
         rows = sorted(e for e, v in match.items() if v[0] == kind)
         if not rows:
             continue
+        text = f"{plural(len(rows), *subject)} {message.format(share=pct(len(rows) / m))}"
         findings.append(Finding(
-            code, severity, message.format(n=len(rows), share=pct(len(rows) / m)), len(rows), m,
+            code, severity, text, len(rows), m,
             "Scores on these rows measure memory, not skill. Remove them from the eval set (or "
             "from training)." if severity == "error" else
             "Look at the pairs: a shared quotation or boilerplate is harmless, a shared answer is not.",
@@ -119,11 +122,13 @@ def contamination_lever(d: AuditData, eval_records: list[Record]) -> LeverReport
     stats = {"eval_rows": m, "contaminated": len(match),
              **{k: sum(v[0] == k for v in match.values()) for k in ("exact", "near", "ngram")},
              "eval_rows_under_13_words": short}
-    verdict = (f"Clean: none of {m:,} eval rows found in training (exact, near-duplicate prompt or "
-               f"shared 13-gram)." if not match else
-               f"{len(match):,} of {m:,} eval rows ({pct(len(match) / m)}) found in training: "
-               f"{stats['exact']} exact, {stats['near']} near-duplicate prompts, {stats['ngram']} "
-               f"shared 13-grams.")
+    verdict = (f"Clean: no eval row found in training ({plural(m, 'eval row')} checked for an "
+               "exact or near-duplicate prompt and for a shared 13-word sequence)."
+               if not match else
+               f"{len(match):,} of {plural(m, 'eval row')} ({pct(len(match) / m)}) found in "
+               "training: " + ", ".join(f"{stats[k]:,} {how}" for k, how in (
+                   ("exact", "with the same prompt"), ("near", "with a near-duplicate prompt"),
+                   ("ngram", "sharing a 13-word sequence")) if stats[k]) + ".")
     return LeverReport("contamination", verdict, findings, stats, limits=(
         "Finds textual overlap only: a paraphrased or translated copy of an eval item is not "
         "detected."))

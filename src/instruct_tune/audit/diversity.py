@@ -17,8 +17,9 @@ from collections import Counter
 import numpy as np
 
 from .context import AuditData
-from .findings import Example, Finding, LeverReport, examples_of, pct, snippet
+from .findings import Example, Finding, LeverReport, examples_of, pct, plural, snippet
 from .neardup import Shingles, leader_clusters
+from .tasks import QUESTION, label
 from .words import ngram_hashes
 
 CLUSTER_JACCARD = 0.5
@@ -39,7 +40,7 @@ def entropy_bits(counts: Counter) -> float:
 def task_diversity_lever(d: AuditData) -> LeverReport:
     n = d.n
     verbs = Counter(v for v, _ in d.tasks)
-    pairs = Counter(f"{v} {o}".strip() for v, o in d.tasks)
+    pairs = Counter(label(v, o) for v, o in d.tasks)
     known = Counter({v: c for v, c in verbs.items() if v != "(other)"})
     h = entropy_bits(known)
     k = len(known)
@@ -50,23 +51,32 @@ def task_diversity_lever(d: AuditData) -> LeverReport:
         "effective_task_types": round(2 ** h, 1),
         "top10_share": round(top10 / max(sum(known.values()), 1), 4),
         "unrecognised_share": round(verbs["(other)"] / max(n, 1), 4),
-        "question_share": round(sum(c for v, c in verbs.items() if v.endswith("?")) / max(n, 1), 4),
+        "question_share": round(verbs[QUESTION] / max(n, 1), 4),
         "top_verbs": [[v, c] for v, c in verbs.most_common(20)],
         "top_verb_objects": [[p, c] for p, c in pairs.most_common(20)],
     }
     first_row = {}
     for i, (v, o) in enumerate(d.tasks):
-        first_row.setdefault(f"{v} {o}".strip(), i)
+        first_row.setdefault(label(v, o), i)
     top = ", ".join(f"{v} {pct(c / n)}" for v, c in known.most_common(6))
+    kinds = (f"{plural(k - 1, 'leading verb')} plus questions" if QUESTION in known
+             else "leading verbs")
+    unknown = (f"; no task verb found in {pct(verbs['(other)'] / n)} of rows, left out of these "
+               "numbers" if verbs["(other)"] else "")
+    top10_note = (f"; the 10 most common cover {pct(stats['top10_share'])} of rows with a task"
+                  if k > 10 else "")
+    shown = [(p, c) for p, c in pairs.most_common(6) if p != "(other)"][:5]
     findings = [Finding(
         "task_types", "info",
-        f"{k} leading verbs, {stats['effective_task_types']:g} effective task types, top 10 verbs "
-        f"cover {pct(stats['top10_share'])} of recognised rows. Most common: {top}.", k, max(n, 1),
-        "Examples show the most common verb-object pairs. The verb finder is a heuristic for "
-        "English instructions, not a parser.",
+        f"{plural(k, 'task type')} ({kinds}), as varied as {stats['effective_task_types']:g} "
+        f"equally common ones{top10_note}{unknown}. Most common: {top}.", k, max(n, 1),
+        "'As varied as N equally common ones' is the effective number of task types (2^entropy "
+        "of the task mix): a few dominant types pull it far below the count of types. Examples "
+        "show the most common verb-object pairs; the verb finder is a heuristic for English "
+        "instructions, not a parser, and counts all questions as one type.",
         examples=[Example(d.records[first_row[p]].source,
-                          f"[{p} x{c}] {snippet(d.records[first_row[p]].instruction, 80)}")
-                  for p, c in pairs.most_common(5)],
+                          f"[{p} ×{c:,}] {snippet(d.records[first_row[p]].instruction, 80)}")
+                  for p, c in shown],
         stats={"distinct_verb_objects": len(pairs)})]
     if verbs["(other)"] > 0.3 * n:
         findings.append(Finding(
@@ -81,8 +91,8 @@ def task_diversity_lever(d: AuditData) -> LeverReport:
         if count >= DOMINANT_VERB * n or 2 ** h < MIN_EFFECTIVE:
             findings.append(Finding(
                 "task_dominance", "warning",
-                f"A few task types dominate: '{verb}' is {pct(count / n)} of rows and the set has "
-                f"{2 ** h:.1f} effective task types.", count, n,
+                f"A few task types dominate: '{verb}' is {pct(count / n)} of rows, and the mix is "
+                f"as varied as {2 ** h:.1f} equally common task types.", count, n,
                 "Fine when tuning for one task. For a general assistant, add other kinds of tasks: "
                 "a model learns the tasks it sees.",
                 examples=examples_of(d.records, [i for i, t in enumerate(d.tasks) if t[0] == verb]),
@@ -90,8 +100,9 @@ def task_diversity_lever(d: AuditData) -> LeverReport:
     clusters, cstats = _clusters(d)
     findings += clusters
     stats |= cstats
-    verdict = (f"{'Broad' if 2 ** h >= 20 else 'Moderate' if 2 ** h >= MIN_EFFECTIVE else 'Narrow'}"
-               f": {k} leading verbs, {2 ** h:.0f} effective task types; most common {top}.")
+    breadth = "Broad" if 2 ** h >= 20 else "Moderate" if 2 ** h >= MIN_EFFECTIVE else "Narrow"
+    verdict = (f"{breadth}: {plural(k, 'task type')}, as varied as {2 ** h:.0f} equally common "
+               f"ones; most common {top}.")
     return LeverReport("task_diversity", verdict, findings, stats, limits=(
         "Task types come from a verb heuristic for English instructions; clusters use word "
         "overlap, so the same task worded with different words is not grouped."))
@@ -117,18 +128,22 @@ def _clusters(d: AuditData) -> tuple[list[Finding], dict]:
                         "No clusters of similar instructions (word overlap >= 50%).", 0, max(n, 1))
                 ], stats
     examples = [Example(d.records[groups[c[0]][0]].source,
-                        f"[{s} rows, {len(c)} distinct] "
+                        f"[{plural(s, 'row')}, {plural(len(c), 'distinct instruction')}] "
                         f"{snippet(d.records[groups[c[0]][0]].instruction, 80)}")
                 for s, c in sized[:5]]
     biggest, biggest_c = sized[0]
     heavy = n >= MIN_ROWS_TO_JUDGE and biggest >= DOMINANT_CLUSTER * n
     rows = [d.records[r].source for m in biggest_c for r in groups[m]]
+    hold = ("" if len(sized) == 1 else f", together they hold {pct(top10 / n)} of rows"
+            if len(sized) <= 10 else f", the 10 largest hold {pct(top10 / n)} of rows")
     return [Finding(
         "instruction_clusters", "warning" if heavy else "info",
-        f"{len(sized):,} clusters of similar instructions (word overlap >= 50%); the largest has "
-        f"{biggest:,} rows ({pct(biggest / n)}), the top 10 hold {pct(top10 / n)} of rows.",
+        f"{plural(len(sized), 'cluster')} of similar instructions (word overlap >= 50%, stopwords "
+        f"ignored); {'it' if len(sized) == 1 else 'the largest'} has {plural(biggest, 'row')} "
+        f"({pct(biggest / n)}){hold}.",
         biggest, n,
         "A large cluster is one request template with different slots filled in; the model will "
         "be good at that template. Add other phrasings and tasks if that is not the goal."
-        if heavy else "Examples show each cluster's centre and size; lines list the largest.",
+        if heavy else "Each example is a cluster's first instruction and its size. Small "
+        "clusters are normal; one holding a large share of rows would be a template.",
         examples=examples, rows=sorted(rows, key=lambda s: s.line))], stats

@@ -6,6 +6,8 @@ check recall) but shows at most five examples. Severities mean:
   outputs, eval rows in training). `--strict` fails on these; a clean, well-made set has none.
 - warning: worth a look; often a defect, sometimes intended (templated tasks, label noise).
 - info: context and measurements.
+Messages are written by the levers with the small formatters at the end (`plural`, `pct`,
+`snippet`), so counts and shares read the same in every section of the report.
 """
 
 from __future__ import annotations
@@ -139,6 +141,12 @@ def examples_of(records, indices, field_: str = "instruction", pair_of: dict | N
             ex.other, ex.other_text = o.source, snippet(getattr(o, field_))
         out.append(ex)
     return out
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """"1 row", "3 rows", "1,200 rows". Pass `many` where adding "s" is wrong, which also lets a
+    verb agree: plural(n, "row has", "rows have"). Every count in a message goes through here."""
+    return f"{n:,} {one if n == 1 else many or one + 's'}"
 
 
 def pct(x: float) -> str:

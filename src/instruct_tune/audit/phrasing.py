@@ -20,7 +20,7 @@ from rapidfuzz.distance import Indel
 from rapidfuzz.process import cdist
 
 from .context import AuditData
-from .findings import Finding, LeverReport, examples_of, pct
+from .findings import Finding, LeverReport, examples_of, pct, plural
 from .neardup import Shingles, near_duplicate_groups
 from .words import lcs_strings, ngram_hashes, words
 
@@ -46,7 +46,8 @@ def phrasing_lever(d: AuditData) -> LeverReport:
     if dup_of:
         findings.append(Finding(
             "duplicate_rows", "warning",
-            f"{len(dup_of):,} row(s) repeat an earlier row exactly (instruction, input and output).",
+            f"{plural(len(dup_of), 'row repeats', 'rows repeat')} an earlier row exactly "
+            "(instruction, input and output).",
             len(dup_of), n, "Duplicates weigh those rows more in training and leak across "
             "train/eval splits. Remove them.",
             examples=examples_of(d.records, dup_of, pair_of=dup_of),
@@ -57,14 +58,19 @@ def phrasing_lever(d: AuditData) -> LeverReport:
     if reused:
         biggest = max(reused, key=len)
         heavy = n >= 20 and reused_rows >= REUSE_WARN * n
+        most = sorted(reused, key=len, reverse=True)
+        examples = examples_of(d.records, [g[0] for g in most])
+        for e, g in zip(examples, most, strict=False):
+            e.text = f"[×{len(g):,}] {e.text}"
         findings.append(Finding(
             "reused_instructions", "warning" if heavy else "info",
-            f"{len(reused):,} instruction text(s) are used by more than one row ({reused_rows:,} "
-            f"rows, {pct(reused_rows / n)}); the most used appears {len(biggest):,} times.",
+            f"{plural(len(reused), 'instruction text is', 'instruction texts are')} used by more "
+            f"than one row ({plural(reused_rows, 'row')}, {pct(reused_rows / n)}); "
+            f"{'it' if len(reused) == 1 else 'the most used'} appears {len(biggest):,} times.",
             reused_rows, n,
             "Normal for templated tasks (one instruction, many inputs). But the model sees few "
             "phrasings of those requests: paraphrase some if users will word them differently.",
-            examples=examples_of(d.records, [g[0] for g in sorted(reused, key=len, reverse=True)]),
+            examples=examples,
             rows=sorted((d.records[i].source for g in reused for i in g), key=lambda s: s.line),
             stats={"distinct_reused": len(reused), "max_reuse": len(biggest)}))
 
@@ -79,8 +85,9 @@ def phrasing_lever(d: AuditData) -> LeverReport:
              **findings[-1].stats}
     adjective = ("Varied" if near.share < SIMILAR_WARN and rouge.share < SIMILAR_WARN
                  and reused_rows < REUSE_WARN * n else "Repetitive")
-    dups = f"; {len(dup_of):,} exact duplicate rows" if dup_of else ""
-    verdict = (f"{adjective}: {len(distinct):,} distinct instructions in {n:,} rows; "
+    dups = f"; {plural(len(dup_of), 'exact duplicate row')}" if dup_of else ""
+    verdict = (f"{adjective}: {plural(len(distinct), 'distinct instruction')} in "
+               f"{plural(n, 'row')}; "
                f"{pct(near.share)} near-duplicated (Jaccard >= {NEAR_JACCARD}), "
                f"{pct(rouge.share)} with a ROUGE-L >= {ROUGE_L} neighbour"
                f"{' (estimated)' if rouge.stats.get('sampled') else ''}{dups}.")
@@ -99,14 +106,19 @@ def _near_duplicates(d: AuditData, distinct: list[list[int]]) -> Finding:
         partner.setdefault(distinct[j][0], distinct[i][0])
         partner.setdefault(distinct[i][0], distinct[j][0])
     share = len(involved) / max(len(distinct), 1)
-    message = (f"{len(involved):,} distinct instructions ({pct(share)}) have a near-duplicate "
-               f"(Jaccard >= {NEAR_JACCARD} over word bigrams), in {len(comps):,} group(s)."
-               if involved else f"No near-duplicate instructions (Jaccard >= {NEAR_JACCARD} over "
-               "word bigrams, checked exactly on MinHash LSH candidates).")
+    message = (f"{plural(len(involved), 'distinct instruction has', 'distinct instructions have')}"
+               f" a near-duplicate ({pct(share)} of distinct instructions; Jaccard >= "
+               f"{NEAR_JACCARD} over word bigrams), in {plural(len(comps), 'group')}."
+               if involved else "No near-duplicate instructions (no two share most of their "
+               f"consecutive word pairs: bigram Jaccard >= {NEAR_JACCARD}).")
     return Finding(
         "near_duplicate_instructions", "warning" if share >= SIMILAR_WARN else "info", message,
         len(involved), max(len(distinct), 1),
-        "Near-duplicates add rows without adding phrasings. Keep one per group or rewrite them.",
+        "Two instructions are near-duplicates when most of their consecutive word pairs are "
+        "shared (bigram Jaccard: shared pairs / all pairs of the two). They add rows without "
+        "adding phrasings. Pairs that differ only in a filled-in slot (a number, a name) are one "
+        "template: fine, but word it several ways. Otherwise keep one per group or rewrite them."
+        if involved else "",
         examples=examples_of(d.records, [distinct[c[0]][0] for c in comps], pair_of=partner),
         rows=sorted((d.records[r].source for g in involved for r in distinct[g]),
                     key=lambda s: s.line),
@@ -139,12 +151,16 @@ def _rouge(d: AuditData, distinct: list[list[int]]) -> Finding:
         note = (f" (estimated from {len(queries):,} sampled instructions compared with all "
                 f"{m:,}: ±{pct(margin)})")
     rec_partner = {distinct[i][0]: distinct[j][0] for i, j in partner.items()}
+    heavy = share >= SIMILAR_WARN
     return Finding(
-        "rouge_l_similar", "warning" if share >= SIMILAR_WARN else "info",
+        "rouge_l_similar", "warning" if heavy else "info",
         f"{pct(share)} of distinct instructions have another with ROUGE-L >= {ROUGE_L}{note}.",
         round(share * m), max(m, 1),
-        "Self-Instruct discarded new instructions with ROUGE-L > 0.7 to any existing one to keep "
-        "phrasing varied; these pairs are what that filter would remove.",
+        "ROUGE-L: the longest run of words two instructions share in order (gaps allowed), as a "
+        "share of their lengths; 1.0 is the same words in the same order. Self-Instruct discarded "
+        "new instructions with ROUGE-L > 0.7 to any existing one to keep phrasing varied"
+        + ("; reword or drop some of these pairs unless the set is templated on purpose." if heavy
+           else "; the examples are pairs that filter would remove." if hits else "."),
         examples=examples_of(d.records, list(rec_partner), pair_of=rec_partner),
         rows=sorted((d.records[r].source for i in hits for r in distinct[i]), key=lambda s: s.line),
         stats=stats)
@@ -155,6 +171,7 @@ def _distinct_n(d: AuditData) -> Finding:
     if d.n > DISTINCT_SAMPLE:
         idx = sorted(random.Random(0).sample(idx, DISTINCT_SAMPLE))
     toks = [words(d.records[i].instruction) for i in idx]
+    over = plural(len(idx), "sampled row" if d.n > len(idx) else "row")
     dist = {}
     for k in (1, 2, 3):
         grams = [tuple(t[j: j + k]) for t in toks for j in range(len(t) - k + 1)]
@@ -162,7 +179,7 @@ def _distinct_n(d: AuditData) -> Finding:
     return Finding(
         "distinct_n", "info",
         f"distinct-1/2/3 of instructions: {dist['distinct_1']:.2f} / {dist['distinct_2']:.2f} / "
-        f"{dist['distinct_3']:.2f} (over {len(idx):,} {'sampled ' if d.n > len(idx) else ''}rows).",
+        f"{dist['distinct_3']:.2f} (over {over}).",
         len(idx), max(d.n, 1),
         "Share of unique word n-grams; higher means more varied wording. It falls as more rows "
         f"are counted, so it is measured on (at most) {DISTINCT_SAMPLE:,} rows: compare sets at "

@@ -15,7 +15,7 @@ from rapidfuzz.distance import Indel
 
 from ..data.records import Source
 from .context import AuditData
-from .findings import Example, Finding, LeverReport, examples_of, pct, snippet
+from .findings import Example, Finding, LeverReport, examples_of, pct, plural, snippet
 
 MARKERS = [r"###\s*(?:instruction|response|input)\s*:", r"<\|im_start\|>", r"<\|im_end\|>",
            r"<\|endoftext\|>", r"<\|eot_id\|>", r"<\|(?:start|end)_header_id\|>",
@@ -37,6 +37,19 @@ LONG_FORM_OBJECTS = {"essay", "story", "poem", "letter", "email", "article", "pa
                      "summary", "description", "explanation", "report", "review", "blog", "speech",
                      "script", "post", "guide", "proposal", "song", "dialogue", "conversation"}
 NEAR_COPY = 0.9
+# How the verdict line names each problem (singular, plural), e.g. "3 empty outputs".
+SHORT = {"empty_output": ("empty output", "empty outputs"),
+         "template_marker_in_output": ("output with chat markers", "outputs with chat markers"),
+         "echoes_instruction": ("output echoing its instruction",
+                                "outputs echoing their instruction"),
+         "template_marker_in_prompt": ("prompt with chat markers", "prompts with chat markers"),
+         "placeholder_text": ("placeholder output or input", "placeholder outputs or inputs"),
+         "copies_input": ("output identical to its input", "outputs identical to their input"),
+         "refusal_boilerplate": ("refusal or AI disclaimer", "refusals or AI disclaimers"),
+         "cut_off_output": ("cut-off output", "cut-off outputs"),
+         "short_long_form_output": ("too-short long-form answer", "too-short long-form answers"),
+         "conflicting_outputs": ("row with conflicting outputs", "rows with conflicting outputs"),
+         "too_long": ("row over --max-length", "rows over --max-length")}
 _END_OK = set(".!?。！？…\"'”’)]}>`*|~")
 _LIST_OR_CODE = re.compile(r"^\s*(?:[-*+•\u2015\u2014\[#>|]|\d+[.)]|[a-z][.)]\s)|\||^\s{2,}|\t",
                            re.I)
@@ -74,17 +87,20 @@ def cut_off(text: str) -> str:
     return ""
 
 
-def _finding(d: AuditData, code, severity, rows, message, advice, field_="output",
-             show=None) -> Finding | None:
-    """A finding over `rows`; `show(i)` picks the example text (default: the start of field_)."""
+def _finding(d: AuditData, code, severity, rows, subject: tuple[str, str], message, advice,
+             field_="output", show=None) -> Finding | None:
+    """A finding over `rows`, worded "<count> <subject> <message>", the subject in singular or
+    plural form ("1 row has", "3 rows have"); `show(i)` picks the example text (default: the
+    start of field_)."""
     if not rows:
         return None
     examples = examples_of(d.records, rows, field_)
     if show is not None:
         for e, i in zip(examples, rows, strict=False):
             e.text = show(i)
-    return Finding(code, severity, message.format(n=len(rows), share=pct(len(rows) / d.n)),
-                   len(rows), d.n, advice, examples, [d.records[i].source for i in rows])
+    text = f"{plural(len(rows), *subject)} {message.format(share=pct(len(rows) / d.n))}"
+    return Finding(code, severity, text, len(rows), d.n, advice, examples,
+                   [d.records[i].source for i in rows])
 
 
 def _around(text: str, pattern: re.Pattern) -> str:
@@ -92,6 +108,11 @@ def _around(text: str, pattern: re.Pattern) -> str:
     if not m:
         return snippet(text)
     return f"{m.group()!r} in: …{snippet(text[max(0, m.start() - 40): m.end() + 40], 110)}"
+
+
+def _task_and_output(r) -> str:
+    """The instruction beside the output, so a reader can tell an editing task from a copy."""
+    return f"{snippet(r.instruction, 50)} → {snippet(r.output, 50)}"
 
 
 def _tail(text: str) -> str:
@@ -118,8 +139,8 @@ def quality_lever(d: AuditData, special_tokens: list[str] | None = None) -> Leve
             short.append(i)
         if o == ins[i]:
             echo.append(i)
-        elif inp[i] and o == inp[i]:
-            copy_in.append(i)
+        elif inp[i] and o == inp[i] and raw.split() == raw_inp[i].split():
+            copy_in.append(i)  # case counts here: "make it uppercase" changes nothing else
         elif nw >= 5 and max(Indel.normalized_similarity(o, inp[i]),
                              Indel.normalized_similarity(o, ins[i])) >= NEAR_COPY:
             near.append(i)
@@ -133,57 +154,69 @@ def quality_lever(d: AuditData, special_tokens: list[str] | None = None) -> Leve
         if marker.search(raw_ins[i]) or marker.search(raw_inp[i]):
             mark_prompt.append(i)
     findings = [f for f in (
-        _finding(d, "empty_output", "error", empty, "{n} row(s) have an empty output.",
+        _finding(d, "empty_output", "error", empty, ("row has", "rows have"), "an empty output.",
                  "Training on an empty target teaches the model to stop immediately. Remove them.",
                  field_="instruction"),
         _finding(d, "template_marker_in_output", "error", mark_out,
-                 "{n} output(s) contain template or chat markers (### Response:, <|im_start|>, </s>).",
+                 ("output contains", "outputs contain"),
+                 "template or chat markers (### Response:, <|im_start|>, </s>).",
                  "They teach the model to write the next turn itself, and special-token text such "
                  "as </s> is tokenized as a real end-of-text. Strip them: they usually mean rows "
                  "were exported already templated or split wrongly.",
                  show=lambda i: _around(recs[i].output, marker)),
-        _finding(d, "echoes_instruction", "error", echo, "{n} output(s) repeat the instruction.",
+        _finding(d, "echoes_instruction", "error", echo, ("output repeats", "outputs repeat"),
+                 "the instruction.",
                  "Teaches the model to parrot the prompt. Usually a column-mapping mistake."),
         _finding(d, "template_marker_in_prompt", "warning", mark_prompt,
-                 "{n} instruction(s)/input(s) contain template or chat markers.",
+                 ("instruction or input contains", "instructions or inputs contain"),
+                 "template or chat markers.",
                  "The prompt would contain fake turn boundaries; pass raw text and let the "
                  "template add the markers.",
                  show=lambda i: _around(recs[i].instruction + "\n" + recs[i].input, marker)),
         _finding(d, "placeholder_text", "warning", placeholder,
-                 "{n} row(s) have a placeholder as output or input (<nooutput>, <noinput>, N/A, ...).",
+                 ("row has", "rows have"),
+                 "a placeholder as output or input (<nooutput>, <noinput>, N/A, ...).",
                  "Placeholders are learned literally (Alpaca has '<nooutput>' rows). Remove them, "
                  "or leave input empty instead of '<noinput>'."),
-        _finding(d, "copies_input", "warning", copy_in, "{n} output(s) are identical to the input.",
-                 "Fine for an editing task with nothing to fix; otherwise the model learns to copy."),
+        _finding(d, "copies_input", "warning", copy_in, ("output is", "outputs are"),
+                 "identical to the input.",
+                 "Fine for an editing task with nothing to fix; otherwise the model learns to copy.",
+                 show=lambda i: _task_and_output(recs[i])),
         _finding(d, "refusal_boilerplate", "warning", refusal,
-                 "{n} output(s) ({share}) refuse or say 'as an AI language model'.",
+                 ("output refuses or says", "outputs refuse or say"),
+                 "'as an AI language model' ({share}).",
                  "The model will learn to refuse or disclaim in the same way. Keep only refusals "
                  "you want it to make."),
         _finding(d, "cut_off_output", "warning", cut,
-                 "{n} output(s) ({share}) stop mid-sentence (a dangling 'and'/'the', a trailing "
-                 "comma) or leave a code block open.",
+                 ("output stops", "outputs stop"),
+                 "mid-sentence ({share}): a dangling 'and'/'the', a trailing comma, or a code "
+                 "block left open.",
                  "Often generation that hit a token limit; the model learns to stop mid-thought.",
                  show=lambda i: _tail(recs[i].output)),
         _finding(d, "unterminated_output", "info", unterminated,
-                 "{n} prose output(s) end without final punctuation.",
+                 ("prose output ends", "prose outputs end"),
+                 "without final punctuation.",
                  "Could be cut off at a word boundary, or just informal writing: look at the "
                  "examples. Many at similar lengths would point to a generation limit.",
                  show=lambda i: _tail(recs[i].output)),
         _finding(d, "short_long_form_output", "warning", short,
-                 "{n} output(s) have at most 2 words for an explain/describe or write-an-essay/story/... "
+                 ("output has", "outputs have"),
+                 "at most 2 words for an explain/describe or write-an-essay/story/... "
                  "instruction.",
                  "A long-form request answered in a word or two is usually a truncated or "
                  "misplaced answer."),
         _finding(d, "near_copy_of_prompt", "info", near,
-                 "{n} output(s) are >= 90% similar to their instruction or input.",
+                 ("output is", "outputs are"),
+                 ">= 90% similar to the instruction or input (character edit similarity).",
                  "Normal for editing tasks (grammar correction, formatting); a copying problem "
-                 "otherwise."),
+                 "otherwise.", show=lambda i: _task_and_output(recs[i])),
         _conflicts(d), *(_token_findings(d) if d.tokens else []),
     ) if f is not None]
     stats = {"checked_rows": d.n, **{f.code: f.count for f in findings}}
     bad = [f for f in findings if f.severity != "info"]
     verdict = ("No problems found by the output checks." if not bad else
-               "; ".join(f"{f.count:,} {f.code.replace('_', ' ')}" for f in bad[:4]) +
+               "; ".join(plural(f.count, *SHORT.get(f.code, (f.code.replace("_", " "),)))
+                         for f in bad[:4]) +
                ("; more below." if len(bad) > 4 else "."))
     return LeverReport("output_quality", verdict, findings, stats, limits=(
         "Checks form, not truth: a fluent wrong answer passes. Judge correctness by reading "
@@ -207,8 +240,10 @@ def _conflicts(d: AuditData) -> Finding | None:
         return None
     return Finding(
         "conflicting_outputs", "warning",
-        f"{n_groups:,} prompt(s) (same instruction and input) have different outputs, "
-        f"{short_groups:,} of them with short answers ({len(rows):,} rows).", len(rows), d.n,
+        f"{plural(n_groups, 'prompt has', 'prompts have')} different outputs for the same "
+        f"instruction and input ({plural(len(rows), 'row')})"
+        + ("." if not short_groups else "; its answers are all 5 words or fewer." if n_groups == 1
+           else f"; in {short_groups:,} of them every answer is 5 words or fewer."), len(rows), d.n,
         "Short differing answers are contradictory labels: pick one. Long ones may be fine for "
         "open-ended prompts (several good answers), but they halve each answer's weight.",
         examples_of(d.records, sorted(partner), "output", partner),
@@ -221,8 +256,9 @@ def _token_findings(d: AuditData) -> list[Finding]:
     if t.dropped:
         out.append(Finding(
             "too_long", "warning",
-            f"{len(t.dropped):,} row(s) ({pct(len(t.dropped) / d.n)}) do not fit --max-length "
-            f"{t.max_length}: training drops them (or cuts the prompt with --truncation left).",
+            f"{plural(len(t.dropped), 'row does', 'rows do')} not fit in --max-length "
+            f"{t.max_length:,} tokens ({pct(len(t.dropped) / d.n)}): training drops them (or cuts "
+            "the prompt with --truncation left).",
             len(t.dropped), d.n, "Raise --max-length, shorten them, or accept losing them; a cut "
             "response would teach the model to stop mid-answer.",
             [Example(Source(p.path, p.line or 0), snippet(p.message)) for p in t.dropped[:5]],

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .findings import LEVERS, MAX_EXAMPLES, AuditReport, Finding, pct
+from .findings import LEVERS, MAX_EXAMPLES, AuditReport, Finding, pct, plural
 
 TITLES = {"size": "Size", "task_diversity": "Task diversity",
           "phrasing_diversity": "Phrasing diversity", "output_quality": "Output quality",
@@ -17,7 +17,9 @@ SEVERITY = {"error": "[bold red]error[/]", "warning": "[yellow]warning[/]", "inf
 
 
 def _finding(console: Console, f: Finding) -> None:
-    share = f" · {f.count:,} ({pct(f.share)})" if f.severity != "info" else ""
+    # Problems get their count and share, unless the message already gives the share.
+    share = (f" · {f.count:,} ({pct(f.share)})"
+             if f.severity != "info" and pct(f.share) not in f.message else "")
     console.print(f"  {SEVERITY[f.severity]} {escape(f.message)}[dim]{share}[/]")
     if f.advice:
         console.print(f"    [dim]{escape(f.advice)}[/]", highlight=False)
@@ -32,7 +34,8 @@ def render(report: AuditReport, console: Console | None = None, source: str = ""
            seconds: float | None = None) -> None:
     console = console or Console()
     took = f" in {seconds:.1f}s" if seconds is not None else ""
-    console.print(f"[bold]Audit of {escape(source) or 'data'}[/]: {report.rows:,} rows{took}\n")
+    console.print(f"[bold]Audit of {escape(source) or 'data'}[/]: "
+                  f"{plural(report.rows, 'row')}{took}\n")
     table = Table(show_header=False, box=None, padding=(0, 1))
     table.add_column(style="bold", no_wrap=True)
     table.add_column(no_wrap=True)
@@ -55,5 +58,8 @@ def render(report: AuditReport, console: Console | None = None, source: str = ""
             console.print(f"  [dim]{TITLES[name]}: {escape(report[name].limits)}[/]", highlight=False)
     errors = len(report.errors)
     warnings = sum(f.severity == "warning" for f in report.findings)
-    console.print(f"\n{errors} error(s), {warnings} warning(s)."
-                  + (" --strict fails on errors." if errors else ""))
+    console.print(f"\n{plural(errors, 'error')}, {plural(warnings, 'warning')}."
+                  + (" Errors are almost surely data bugs: fix them before training (--strict "
+                     "exits with status 1 on them)." if errors else
+                     " Warnings are worth a look; some are intended (see each one's advice)."
+                     if warnings else ""))

@@ -15,7 +15,7 @@ import numpy as np
 from ..data.records import Source
 from ..data.validate import summarize_problems
 from .context import AuditData
-from .findings import Example, Finding, LeverReport, snippet
+from .findings import Example, Finding, LeverReport, plural, snippet
 
 MIN_ROWS, START_ROWS, LIMA_ROWS, ALPACA_ROWS = 10, 50, 1_000, 52_000
 
@@ -30,24 +30,25 @@ def _dist(values: list[int]) -> dict:
 
 def _scale(unique: int) -> tuple[str, str, str]:
     """(severity, short verdict, advice) for a set of `unique` distinct prompts."""
+    prompts = plural(unique, "distinct prompt")
     if unique < MIN_ROWS:
-        return ("error", f"too small to fine-tune on ({unique} distinct prompts; OpenAI's "
+        return ("error", f"too small to fine-tune on ({prompts}; OpenAI's "
                 f"fine-tuning API required at least {MIN_ROWS})",
                 "Write more examples: OpenAI suggested starting with 50-100 well-made ones.")
     if unique < START_ROWS:
-        return ("warning", f"very small ({unique} distinct prompts; OpenAI suggested starting with "
+        return ("warning", f"very small ({prompts}; OpenAI suggested starting with "
                 "50-100)", "Enough to teach a format, not a skill; add varied examples "
                 "and hold some out to check the model generalises.")
     if unique < LIMA_ROWS:
-        return ("info", f"small ({unique} distinct prompts; LIMA used ~1,000 curated examples)",
+        return ("info", f"small ({prompts}; LIMA used ~1,000 curated examples)",
                 "At this size every row counts: diversity of tasks and quality of outputs matter "
                 "more than volume. Fix the warnings below before adding rows.")
     if unique < ALPACA_ROWS:
-        return ("info", f"medium ({unique:,} distinct prompts: between LIMA's ~1,000 curated and "
+        return ("info", f"medium ({prompts}: between LIMA's ~1,000 curated and "
                 "Alpaca's 52,000 generated)",
                 "Volume is unlikely to be the bottleneck; duplicates, narrow tasks and bad outputs "
                 "are more likely to limit the model.")
-    return ("info", f"large ({unique:,} distinct prompts: Alpaca scale, 52,000 generated, or more)",
+    return ("info", f"large ({prompts}: Alpaca scale, 52,000 generated, or more)",
             "Volume is not the bottleneck; deduplication and quality filtering pay off most.")
 
 
@@ -72,16 +73,19 @@ def size_lever(d: AuditData) -> LeverReport:
                   "rows_fitting_max_length": len(lengths),
                   "trained_tokens_total": sum(d.tokens.trained)}
     severity, scale, advice = _scale(unique_prompts)
-    dup_note = (f"; {n:,} rows, but only {unique_prompts:,} distinct prompts"
+    dup_note = (f"; {n:,} rows, but only {plural(unique_prompts, 'distinct prompt')}"
                 if unique_prompts < 0.95 * n else "")
     findings = [Finding("size_scale", severity, f"Size: {scale}{dup_note}.", unique_prompts,
-                        max(n, 1), advice, stats={"rows": n, "unique_prompts": unique_prompts})]
+                        max(n, 1), f"{advice} (A prompt is the instruction and input; rows that "
+                        "repeat one count once.)",
+                        stats={"rows": n, "unique_prompts": unique_prompts})]
     if d.skipped:
         total = n + len(d.skipped)
         rows = [Source(p.path, p.line or 0) for p in d.skipped]
         findings.append(Finding(
             "invalid_rows", "warning",
-            f"{len(d.skipped):,} invalid row(s) were skipped and are not audited: "
+            f"{plural(len(d.skipped), 'invalid row was', 'invalid rows were')} skipped (not "
+            "audited): "
             + ", ".join(f"{why} ({k})" for why, k in summarize_problems(d.skipped)[:4]) + ".",
             len(d.skipped),
             total, "Fix them or drop them on purpose; train stops on them unless --skip-invalid.",
@@ -89,11 +93,15 @@ def size_lever(d: AuditData) -> LeverReport:
                       for src, p in zip(rows[:5], d.skipped[:5], strict=True)],
             rows=rows))
     words = stats["words_per_row"]["median"]
-    tokens = (f", median {stats['tokens_per_row']['median']:.0f} tokens per example"
-              if d.tokens is not None else "")
-    skipped = f" {len(d.skipped):,} invalid rows skipped." if d.skipped else ""
-    verdict = (f"{n:,} rows ({unique_prompts:,} distinct prompts), median {words:.0f} words per "
-               f"row{tokens}: {scale}.{skipped}")
+    tokens = ""
+    if d.tokens is not None:  # token counts exist only for rows that fit --max-length
+        kept = len(d.tokens.lengths)
+        tokens = f", median {stats['tokens_per_row']['median']:.0f} tokens per row" + (
+            f" of the {plural(kept, 'row')} that fit --max-length {d.tokens.max_length:,}"
+            if kept < n else "")
+    skipped = f" {plural(len(d.skipped), 'invalid row')} skipped." if d.skipped else ""
+    # The scale names the distinct prompts; the verdict adds what it doesn't say.
+    verdict = f"{plural(n, 'row')}, median {words:.0f} words per row{tokens}: {scale}.{skipped}"
     return LeverReport("size", verdict, findings, stats, limits=(
         "Counts rows, not information: a thousand near-identical rows teach less than a hundred "
         "varied ones, which is what the diversity levers measure."))

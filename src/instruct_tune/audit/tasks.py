@@ -4,9 +4,17 @@ The Self-Instruct paper parsed instructions with a constituency parser and plott
 their direct noun objects. A parser model is a download we can't make, so this is a light
 heuristic tuned to how instructions are written: find the first sentence that starts (after polite
 or framing prefixes such as "Please", "Can you", "Given X,") with a verb from a lexicon of ~300
-instruction verbs, then take the first content word after it as the object. Questions ("What is
-...?") are labelled by their question word. English only: other languages come out as "(other)",
-and the audit says so when that is most of the set.
+instruction verbs, then take the first content word after it as the object.
+
+Questions are one task family, QUESTION, with the question word as the object ("What is ...?" ->
+("question", "what"), "Is there ...?" -> ("question", "yes/no")). A question word is not a verb,
+and the verb after "what is" / "who was" / "how many ... are" is a copula or auxiliary that says
+nothing about the task, so splitting questions by it (or by wh-word, as "what?" and "which?"
+types) would inflate the task count with grammar. Where a question does name the work to do,
+through "you" ("How would you explain X?", "Can you list ..."), that verb is the task. A
+sentence with a verb is preferred over a question, so "What is X? Explain." is "explain".
+English only: other languages come out as "(other)", and the audit says so when that is most of
+the set.
 """
 
 from __future__ import annotations
@@ -49,10 +57,12 @@ PARTICLES = {("come", "up"): "come up with", ("figure", "out"): "figure out",
              ("fill", "in"): "fill in", ("point", "out"): "point out", ("sum", "up"): "sum up",
              ("break", "down"): "break down", ("think", "of"): "think of",
              ("look", "up"): "look up", ("make", "up"): "make up", ("write", "down"): "write down"}
-QUESTION_WORDS = frozenset(str.split("what how why when where who whom whose which is are was "
-                                     "were do does did can could should would will has have am "
-                                     "shall may might"))
+QUESTION = "question"  # the task family of every question, whatever its wh-word
 WH = frozenset(str.split("what how why when where who whom whose which"))
+AUX = frozenset(str.split("is are was were do does did can could should would will has have am "
+                          "shall may might"))
+# "Do you ...?" is a question, "Do the following" is a command ("do" is also a lexicon verb).
+_DO_QUESTION = frozenset(str.split("you i we they"))
 # Framing that precedes the real verb: "Please", "Can you", "I want you to", "Now", ...
 PREFIX = re.compile(
     r"^(?:(?:please|kindly|now|also|then|next|first|finally|briefly|quickly|carefully|"
@@ -91,16 +101,23 @@ _TOKEN = re.compile(r"[a-z][a-z'\-]*|\d[\w\-]*|[^\sa-z\d]")
 def task_of(instruction: str) -> tuple[str, str]:
     """(verb, object) of an instruction; verb is "(other)" when none is recognised.
 
-    Questions give ("what?", "") etc. The object is "" when the verb is followed by a
-    preposition or clause ("explain how ...") rather than a noun.
+    Questions give (QUESTION, wh-word or "yes/no"). The object is "" when the verb is followed
+    by a preposition or clause ("explain how ...") rather than a noun.
     """
-    question = ""
+    question = None
     for sentence in _SENT.split(instruction.strip().lower())[:6]:
         found = _sentence_task(sentence)
-        if found and not found[0].endswith("?"):
+        if found and found[0] != QUESTION:
             return found
-        question = question or (found[0] if found else "")
-    return (question, "") if question else ("(other)", "")
+        question = question or found
+    return question or ("(other)", "")
+
+
+def label(verb: str, obj: str) -> str:
+    """How a (verb, object) pair is shown: "write poem", "question (what)"."""
+    if verb == QUESTION:
+        return f"{QUESTION} ({obj})" if obj else QUESTION
+    return f"{verb} {obj}".strip()
 
 
 def _base(word: str) -> str | None:
@@ -126,7 +143,7 @@ def _sentence_task(raw: str) -> tuple[str, str] | None:
         found = _sentence_task(sentence.split(",", 1)[1])
         if found:
             return found
-    verb = _base(toks[0])
+    verb = None if toks[0] == "do" and toks[1:2] and toks[1] in _DO_QUESTION else _base(toks[0])
     if verb is None and toks[0] == "try" and len(toks) > 1:  # "Try coming up with ..."
         toks, verb = toks[1:], _base(toks[1])
     if verb is None:
@@ -140,10 +157,12 @@ def _indirect(sentence: str, raw: str, toks: list[str]) -> tuple[str, str] | Non
     verb = _base(next(g for g in m.groups() if g)) if m else None
     if m and verb:
         return _with_object(verb, _TOKEN.findall(raw[m.end():]))
-    if toks[0] in QUESTION_WORDS:
-        return f"{toks[0]}?", ""
+    if toks[0] in WH:
+        return QUESTION, toks[0]
+    if toks[0] in AUX:
+        return QUESTION, "yes/no"
     if toks[0] in FRAMES and len(toks) > 1 and toks[1] in WH:  # "In what genres does ..."
-        return f"{toks[1]}?", ""
+        return QUESTION, toks[1]
     m = _PASSIVE.search(sentence)
     if m:
         w = m.group(1)

@@ -25,6 +25,7 @@ from rich.markup import escape
 
 from ..config import DemoConfig, TrainConfig
 from ..errors import ConfigError
+from ..models import parameter_count
 from . import tasks
 from .base_model import FAST, FULL, BaseSpec, build_base_model
 from .report import (
@@ -48,7 +49,7 @@ class DemoPlan:
     train_per_task: int
     eval_per_task: int
     epochs: float
-    lr: float  # for the local base model; --model uses the trainer's default for full tuning
+    lr: float  # for the local base model; --model gets one for its size (user_model_lr)
     batch_size: int  # packed rows per step
     max_length: int  # packed row length
     max_new_tokens: int  # enough for the longest answer; the base model runs on to this limit
@@ -97,6 +98,16 @@ def _prepare_out(cfg: DemoConfig) -> Path:
     return out
 
 
+def user_model_lr(params: int | None) -> float:
+    """Full fine-tuning lr for a --model of this size. 2e-5, the usual choice for 7B models (and
+    the trainer's default), is far too small for the few steps of a demo on a small model; the
+    stable lr grows roughly as 1/sqrt(size): 7B 2e-5, 1B 5e-5, 124M 1.5e-4, 1M 1.7e-3, capped at
+    3e-3 (what the local ~1M-parameter base model tunes well with)."""
+    if not params:
+        return 2e-5
+    return float(min(3e-3, max(1e-5, 2e-5 * (7e9 / params) ** 0.5)))
+
+
 def _set_threads() -> None:
     """torch defaults to one thread per physical core; a ~1M-parameter model gains nothing past a
     few, and oversubscribed threads on a busy laptop only spin."""
@@ -142,9 +153,14 @@ def demo(cfg: DemoConfig, plan: DemoPlan | None = None) -> dict:
 
     with timings("base model", 1):
         if cfg.model:
-            base_dir, base_info = cfg.model, {"model": cfg.model, "local": False}
-            console.print(f"Using your base model {cfg.model}.")
+            params = parameter_count(cfg.model)
+            lr = user_model_lr(params)
+            base_dir, base_info = cfg.model, {"model": cfg.model, "local": False, "params": params}
+            console.print(f"Using your base model {cfg.model} "
+                          f"({f'{params:,} parameters' if params else 'size unknown'}; "
+                          f"tuning lr {lr:g}).", highlight=False)
         else:
+            lr = plan.lr
             from rich.progress import Progress
 
             with Progress(console=Console(stderr=True), transient=True) as progress:
@@ -171,7 +187,7 @@ def demo(cfg: DemoConfig, plan: DemoPlan | None = None) -> dict:
 
     with timings("tuning", 4):
         train_cfg = TrainConfig(model=base_dir, data=str(files["train"]), out=str(out / "train"),
-                                epochs=plan.epochs, lr=None if cfg.model else plan.lr,
+                                epochs=plan.epochs, lr=lr,
                                 batch_size=plan.batch_size, max_length=plan.max_length,
                                 packing=True, warmup_ratio=0.05, seed=cfg.seed, log_every=5,
                                 save_every=0, keep_checkpoints=1, eval_every=0)

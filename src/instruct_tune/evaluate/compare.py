@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -139,6 +140,36 @@ def summary(report: dict) -> dict:
     return {k: v for k, v in report.items() if k != "rows"}
 
 
+def check_out_file(out: str) -> None:
+    """Fail before any model loads if the report could not be written to `out` (a file path; its
+    missing parent directories are created at the end). An existing file is replaced."""
+    path = Path(out).expanduser()
+    if out.endswith(("/", os.sep)) or path.is_dir():
+        raise ConfigError(f"--out {out} is a directory; --out takes the report's file name, e.g. "
+                          f"--out {path / 'eval.json'}.")
+    if path.exists():
+        try:
+            with path.open("ab"):  # append mode: checks write permission without truncating
+                pass
+        except OSError as e:
+            raise ConfigError(f"Cannot write --out {out}: {e.strerror}. Choose another path or "
+                              "make the file writable.") from None
+        return
+    base = path.absolute().parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise ConfigError(f"Cannot write --out {out}: {base} is a file, so no directory can be "
+                          "made inside it. Choose another --out.")
+    try:
+        fd, probe = tempfile.mkstemp(dir=base, prefix=".instruct-tune-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"Cannot write --out {out}: cannot create files in {base} "
+                          f"({e.strerror}). Choose a writable --out.") from None
+
+
 def run(cfg) -> int:
     """`instruct-tune eval --model DIR --data EVAL [--compare BASE] [--json] [--out FILE]`."""
     from ..data.load import load_records_report
@@ -148,6 +179,8 @@ def run(cfg) -> int:
         raise ConfigError("eval needs --model DIR (a trained run's final/ directory).")
     if not cfg.data:
         raise ConfigError("eval needs --data FILE (held-out records with an `output` to compare to).")
+    if cfg.out:  # a bad --out fails now, not after all the generation
+        check_out_file(cfg.out)
     loaded = load_records_report(cfg.data, format=cfg.format, columns=cfg.columns,
                                  skip_invalid=cfg.skip_invalid)
     if loaded.skipped:
@@ -158,14 +191,20 @@ def run(cfg) -> int:
                       batch_size=cfg.batch_size, samples=cfg.samples,
                       trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle,
                       skip_invalid=cfg.skip_invalid, progress=not cfg.json)
-    if cfg.out:
-        Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.out).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    # Print first: should writing --out still fail (disk full), the results are not lost.
     if cfg.json:
         print(json.dumps(summary(report), ensure_ascii=False))
     else:
         print_report(report)
-        if cfg.out:
+    if cfg.out:
+        out = Path(cfg.out).expanduser()
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        except OSError as e:
+            raise ConfigError(f"Could not write the report to --out {cfg.out}: {e.strerror}. "
+                              "The scores are printed above.") from None
+        if not cfg.json:
             err.print(f"report written to {cfg.out}")
     return 0
 

@@ -3,11 +3,23 @@
 Chat templates (chatml, model, ...) keep the conversation history; alpaca has no notion of turns,
 so each message is answered on its own (the banner says so). Ctrl-D or Ctrl-C at the prompt quits;
 Ctrl-C while the model is answering stops that answer.
+
+Commands: a line that is a single word starting with '/' (a letter, then letters, digits, '-' or
+'_'; e.g. /reset, /hlep, /quit2) is a command and never reaches the model: a known one runs, an
+unknown one is named with the list of known ones. Any other line, including one that merely starts
+with '/' ("/usr/bin is a directory", "/etc?"), is a message for the model.
+
+Piped input (stdin not a terminal): each non-empty line is one message; stdout holds only the
+answers, each followed by a blank line, and notes go to stderr. The end of the input exits with 0:
+    printf 'Say yes.\\nName a color.\\n' | instruct-tune chat DIR
 """
 
 from __future__ import annotations
 
 import contextlib
+import difflib
+import re
+import sys
 from collections.abc import Callable
 
 from ..data.records import Message
@@ -15,7 +27,31 @@ from ..errors import ConfigError
 from ..evaluate.generate import Generator, check_sampling
 from .generate_cmd import write_stdout
 
-HELP = "Commands: /reset clears the history, /exit quits (or Ctrl-D)."
+COMMANDS = ("/reset", "/exit", "/quit", "/help")
+HELP = ("Commands: /reset clears the history, /exit or /quit quits (or Ctrl-D), /help shows this. "
+        "Any line that is not a single /word goes to the model.")
+# A command attempt: one '/'-word, no spaces or further '/' (those are text, e.g. paths).
+COMMAND_RE = re.compile(r"/[A-Za-z][\w-]*")
+
+
+def write_stderr(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def read_piped(prompt: str) -> str:
+    """`input` for piped stdin: no prompt on stdout (it would mix with the answers)."""
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line.rstrip("\r\n")
+
+
+def unknown_command(text: str) -> str:
+    close = difflib.get_close_matches(text.lower(), COMMANDS, n=1)
+    hint = f" Did you mean {close[0]}?" if close else ""
+    return (f"(unknown command {text}.{hint} Known: {', '.join(COMMANDS)}. A line that is a single "
+            "/word is a command; add any other word to send it to the model.)\n")
 
 
 def supports(template, messages: list[Message]) -> bool:
@@ -38,9 +74,15 @@ def is_multi_turn(template) -> bool:
 
 def chat_loop(gen: Generator, *, read: Callable[[str], str] = input,
               write: Callable[[str], None] | None = None, system: str | None = None,
-              sampling: dict | None = None) -> int:
-    """Read a message, stream the answer, repeat. `read` raises EOFError/KeyboardInterrupt to quit."""
+              sampling: dict | None = None, interactive: bool = True,
+              note: Callable[[str], None] | None = None) -> int:
+    """Read a message, stream the answer, repeat. `read` raises EOFError/KeyboardInterrupt to quit.
+
+    Answers go to `write`. Interactive: a banner, the '>>> ' prompt, notes to `write`. Not
+    interactive (piped): no banner or prompt, notes to `note` (stderr), answers end in a blank line.
+    """
     write = write or write_stdout
+    note = write if interactive else (note or write_stderr)
     sampling = sampling or {}
     multi = is_multi_turn(gen.template)
     head: list[Message] = []
@@ -48,26 +90,35 @@ def chat_loop(gen: Generator, *, read: Callable[[str], str] = input,
         if supports(gen.template, [Message("system", "\x01s"), Message("user", "\x01u")]):
             head = [Message("system", system)]
         else:
-            write(f"(the {gen.template.name} template has no system message; --system is ignored)\n")
-    turns = ("multi-turn: the model sees the conversation so far" if multi else
-             f"single-turn: the {gen.template.name} template has no turns, so each message is "
-             "answered on its own")
-    write(f"Chatting with {gen.name} (template {gen.template.name}, {turns}).\n{HELP}\n")
+            note(f"(the {gen.template.name} template has no system message; --system is ignored)\n")
+    if interactive:
+        turns = ("multi-turn: the model sees the conversation so far" if multi else
+                 f"single-turn: the {gen.template.name} template has no turns, so each message is "
+                 "answered on its own")
+        write(f"Chatting with {gen.name} (template {gen.template.name}, {turns}).\n{HELP}\n")
+    end = "\n" if interactive else "\n\n"  # piped: a blank line between answers
     history: list[Message] = []
     while True:
         try:
-            line = read(">>> ")
+            line = read(">>> " if interactive else "")
         except (EOFError, KeyboardInterrupt):
-            write("\n")
+            if interactive:
+                write("\n")
             return 0
         text = line.strip()
         if not text:
             continue
-        if text in ("/exit", "/quit"):
-            return 0
-        if text == "/reset":
-            history.clear()
-            write("(history cleared)\n")
+        if COMMAND_RE.fullmatch(text):
+            command = text.lower()
+            if command in ("/exit", "/quit"):
+                return 0
+            if command == "/reset":
+                history.clear()
+                note("(history cleared)\n")
+            elif command == "/help":
+                note(HELP + "\n")
+            else:
+                note(unknown_command(text))
             continue
         user = Message("user", text)
         past = list(history) if multi else []
@@ -78,17 +129,24 @@ def chat_loop(gen: Generator, *, read: Callable[[str], str] = input,
             past = past[2:]
             prompt = gen.encode(head + past + [user])
         if multi and len(past) < len(history):
-            write(f"(dropped {(len(history) - len(past)) // 2} old exchange(s) to fit the context)\n")
+            note(f"(dropped {(len(history) - len(past)) // 2} old exchange(s) to fit the context)\n")
             history[:] = past
         try:
             out = gen.stream(prompt, write, **sampling)
         except KeyboardInterrupt:
-            write("\n(interrupted)\n")
+            if not interactive:
+                write(end)  # end the partial answer so the next one starts on its own
+            note("\n(interrupted)\n" if interactive else "(interrupted)\n")
             continue
         except ConfigError as e:  # e.g. a message longer than the context: say so, keep chatting
-            write(f"({e})\n")
+            note(f"({e})\n")
             continue
-        write("\n" if out.stopped else "\n(no stop token within --max-new-tokens)\n")
+        if interactive:
+            write("\n" if out.stopped else "\n(no stop token within --max-new-tokens)\n")
+        else:
+            write(end)
+            if not out.stopped:
+                note("(no stop token within --max-new-tokens; the answer was cut there)\n")
         if multi:
             history += [user, Message("assistant", out.text)]
 
@@ -99,8 +157,11 @@ def run(cfg) -> int:
     check_sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
     gen = Generator.load(cfg.model, template=cfg.template, trust_remote_code=cfg.trust_remote_code,
                          allow_pickle=cfg.allow_pickle)
-    with contextlib.suppress(ImportError):  # line editing and history for input(); not on Windows
-        import readline  # noqa: F401
+    interactive = sys.stdin.isatty()
+    if interactive:
+        with contextlib.suppress(ImportError):  # line editing and history for input(); not on Windows
+            import readline  # noqa: F401
     sampling = {"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
                 "top_p": cfg.top_p}
-    return chat_loop(gen, system=cfg.system, sampling=sampling)
+    return chat_loop(gen, read=input if interactive else read_piped, system=cfg.system,
+                     sampling=sampling, interactive=interactive)
