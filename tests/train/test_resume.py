@@ -41,6 +41,17 @@ def test_resume_equals_uninterrupted(make_cfg, tmp_path):
     assert b[-1]["trained_tokens"] == a[-1]["trained_tokens"]
 
 
+def test_resuming_a_finished_run_changes_nothing(make_cfg, tmp_path, capsys):
+    final = train(make_cfg(out=tmp_path / "done", max_steps=3))
+    before = {p: p.stat().st_mtime_ns for p in final.parent.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    again = train(make_cfg(out=tmp_path / "done", max_steps=3, resume=True))
+    assert again == final and "Nothing to resume" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in final.parent.rglob("*") if p.is_file()} == before
+    longer = train(make_cfg(out=tmp_path / "done", max_steps=5, resume=True))
+    assert [r["step"] for r in metrics(longer.parent)] == [1, 2, 3, 4, 5]
+
+
 def test_keep_last_k_and_state(make_cfg, tmp_path):
     final = train(make_cfg(out=tmp_path / "k", max_steps=5, save_every=1, keep_checkpoints=2))
     assert [s for s, _ in list_checkpoints(final.parent)] == [4, 5]

@@ -3,7 +3,8 @@
 Two views, both weighted by rows (a task that fills half the rows is half of what the model sees):
 - task types: the leading verb and its object (as in the Self-Instruct analysis; see tasks.py),
   with the entropy of the verb distribution, the effective number of task types (2^entropy: a set
-  spread evenly over k verbs has k) and the share of the ten most common verbs;
+  spread evenly over k verbs has k) and the share of the ten most common verbs. Questions count
+  as one type, "question" (why: tasks.py);
 - clusters of similar instructions: instructions whose word sets overlap (Jaccard >= 0.5,
   MinHash estimate), grouped around a leader so similarity doesn't chain. Large clusters are
   templates: one kind of request with different slots filled in.

@@ -119,6 +119,7 @@ def _set_threads() -> None:
 
 def _audit(train_path: Path, eval_paths: list[Path], base_dir: str) -> dict:
     """Audit the training set (and the held-out sets for contamination); print the verdicts."""
+    from ..audit.findings import plural
     from ..audit.render import STATUS, TITLES
     from ..audit.report import audit
     from ..data.load import load_records
@@ -131,8 +132,8 @@ def _audit(train_path: Path, eval_paths: list[Path], base_dir: str) -> dict:
         lever = report[name]
         console.print(f"  {title:<20} {STATUS[lever.status]:<6} {escape(lever.verdict)}",
                       highlight=False)
-    console.print(f"  {len(report.errors)} error(s), "
-                  f"{sum(f.severity == 'warning' for f in report.findings)} warning(s); "
+    warnings = sum(f.severity == "warning" for f in report.findings)
+    console.print(f"  {plural(len(report.errors), 'error')}, {plural(warnings, 'warning')}; "
                   f"all findings: instruct-tune audit {train_path} --eval-data "
                   f"{eval_paths[-1]}", highlight=False)
     return report.to_dict()

@@ -205,6 +205,13 @@ def train(cfg: TrainConfig) -> Path:
                               f"({saved.get('extra')} vs now {state.extra}). Resume with the "
                               "same data, or start a new --out.")
         state = TrainState(**{k: saved[k] for k in dataclasses.asdict(state)})
+        if state.step >= plan.total_steps and (out / "final").is_dir():
+            # Re-running would only save the same final/ again (and redo --eval-data's eval).
+            say(f"Nothing to resume: {out} finished at step {state.step}/{plan.total_steps} and "
+                f"its model is in {out / 'final'} (unchanged). To train longer, resume with a "
+                "larger --max-steps or --epochs.")
+            acc.end_training()
+            return out / "final"
         say(f"Resuming from {ckpt} (step {state.step}/{plan.total_steps}).")
     if main:
         create_output_dir(out, overwrite=cfg.overwrite, resume=cfg.resume)
