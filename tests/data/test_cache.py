@@ -4,6 +4,7 @@ result (data, source lines, tokenizer, template, max_length, truncation) is a mi
 from __future__ import annotations
 
 import copy
+import os
 
 from instruct_tune.data import cache
 from instruct_tune.data.records import Message, Record, Source
@@ -84,3 +85,35 @@ def test_unwritable_cache_dir_is_skipped(tmp_path):
     blocker.write_text("x")
     result = build_examples(records(3), get_tokenizer("gpt2"), "alpaca", cache_dir=str(blocker / "sub"))
     assert len(result.examples) == 5 and not result.cached  # 3 alpaca, 1 chat, 1 long (fits 2048)
+
+
+def test_least_recently_used_entries_are_evicted_over_the_limit(tmp_path, monkeypatch):
+    tok = get_tokenizer("llama")
+    sets = [records(12, suffix=f" v{i}") for i in range(4)]
+    build(sets[0], tok, tmp_path)
+    entry = next(tmp_path.glob("*.npz")).stat().st_size
+    monkeypatch.setenv(cache.MAX_MB_ENV_VAR, str(2.5 * entry / 2**20))  # room for two entries
+    ages = iter(range(1, 100))
+
+    def step(recs):  # distinct mtimes even on a coarse-grained file system
+        result = build(recs, tok, tmp_path)
+        for p in tmp_path.glob("*.npz"):
+            if p.stat().st_mtime_ns > 10**9 * 100:  # touched just now: give it the next age
+                os.utime(p, ns=(next(ages) * 10**9,) * 2)
+        return result
+
+    for p in tmp_path.glob("*.npz"):
+        os.utime(p, ns=(next(ages) * 10**9,) * 2)
+    step(sets[1])                       # cache: 0, 1
+    assert step(sets[0]).cached         # a hit marks set 0 as recently used
+    step(sets[2])                       # over the limit: set 1 (least recently used) goes
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+    assert build(sets[0], tok, tmp_path).cached and build(sets[2], tok, tmp_path).cached
+    assert not build(sets[1], tok, tmp_path).cached
+
+
+def test_an_entry_larger_than_the_limit_is_still_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv(cache.MAX_MB_ENV_VAR, "0")
+    tok = get_tokenizer("llama")
+    build(records(), tok, tmp_path)
+    assert build(records(), tok, tmp_path).cached  # the run just made it; the next one reuses it

@@ -4,7 +4,9 @@ Key = sha256 of (code version, record content and sources, tokenizer (its JSON o
 tokens, class, a probe encoding), the serialised template, max_length, truncation). A cache entry
 is one uncompressed .npz: flat int32 ids, offsets and the masked (-100) runs, which loads in well under a
 second for 52k rows. Writes go to a temporary file that is renamed into place, so a crash or two
-concurrent runs never leave a half-written entry behind.
+concurrent runs never leave a half-written entry behind. The directory is kept under a size
+limit (2 GiB, or INSTRUCT_TUNE_CACHE_MAX_MB) by deleting the least recently used entries after
+each write; a hit marks its entry as used.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from .records import Record, Source
 
 CACHE_VERSION = "2"  # bump whenever tokenize.py would produce different ids or labels
 ENV_VAR = "INSTRUCT_TUNE_CACHE"
+MAX_MB_ENV_VAR = "INSTRUCT_TUNE_CACHE_MAX_MB"
+DEFAULT_MAX_MB = 2048  # ~40 data sets of 52k Alpaca rows
 
 
 def default_dir() -> Path:
@@ -65,9 +69,17 @@ def tokenizer_digest(tokenizer) -> str:
     return h.hexdigest()
 
 
+def max_bytes() -> int:
+    try:
+        return int(float(os.environ.get(MAX_MB_ENV_VAR) or DEFAULT_MAX_MB) * 2**20)
+    except ValueError:
+        return DEFAULT_MAX_MB * 2**20
+
+
 class TokenCache:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, limit: int | None = None):
         self.dir = Path(directory).expanduser()
+        self.limit = max_bytes() if limit is None else limit
 
     def key(self, records, tokenizer, template, max_length: int, truncation: str) -> str:
         parts = [CACHE_VERSION, records_digest(records), tokenizer_digest(tokenizer),
@@ -95,6 +107,8 @@ class TokenCache:
                 src, lines = z["src"].tolist(), z["lines"].tolist()
         except (OSError, KeyError, ValueError, json.JSONDecodeError):
             return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # recently used: eviction goes by modification time
         # Labels are rebuilt from ids and the masked runs: the same int objects, no second copy.
         run_lo = np.searchsorted(starts, offsets[:-1]).tolist()
         run_hi = np.searchsorted(starts, offsets[1:]).tolist()
@@ -144,4 +158,24 @@ class TokenCache:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
             return None
+        self.evict(keep=path)
         return path
+
+    def evict(self, keep: Path) -> list[Path]:
+        """Delete the least recently used entries until the directory fits the size limit (never
+        `keep`, the entry just written). Returns what was deleted."""
+        entries = []
+        for p in self.dir.glob("*.npz"):
+            with contextlib.suppress(OSError):  # another run may delete it meanwhile
+                st = p.stat()
+                entries.append((st.st_mtime_ns, st.st_size, p))
+        total, deleted = sum(size for _, size, _ in entries), []
+        for _, size, p in sorted(entries, key=lambda e: e[0]):
+            if total <= self.limit:
+                break
+            if p != keep:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    deleted.append(p)
+                total -= size
+        return deleted
