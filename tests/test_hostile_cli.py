@@ -340,7 +340,8 @@ def test_other_commands_flags(argv, words, model_dirs, data_file, tmp_path, caps
 YAML_CASES = [("batch_size: eight\n", ("[batch_size]", "'eight'", "expected int")),
               ("precision: fp16\n", ("[precision]", "one of fp32, bf16")),
               ("lora_targets: [q_proj, v_proj]\n", ("[lora_targets]", "expected str")),
-              ("learning_rate: 0.1\n", ("unknown option", "learning_rate")),
+              ("learning_rate: 0.1\n", ("unknown option", "learning_rate", "calls this lr")),
+              ("max_lenght: 12\n", ("unknown option", "max_lenght", "did you mean max_length?")),
               ("- model\n- data\n", ("expected a mapping",)),
               ("model: [unclosed\n", ("not valid YAML",))]
 

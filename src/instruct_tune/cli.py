@@ -68,7 +68,8 @@ def parse(name: str, argv: list[str]):
     missing = {f: tyro.MISSING for f in REQUIRED.get(name, ()) if not defaults.get(f)}
     default = dataclasses.replace(cls(), **defaults, **missing)
     return tyro.cli(cls, args=argv, default=default, prog=f"instruct-tune {name}",
-                    description=COMMANDS[name][2])
+                    description=f"{COMMANDS[name][2]}\n\nEvery option can also come from a YAML "
+                    "file: --config FILE.yaml (keys as below with _ for -; flags override it).")
 
 
 def _quiet_libraries() -> None:
@@ -98,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         # The real command line: `instruct-tune ... | head` ends quietly, like other Unix tools.
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["--version"], ["-V"]):
+        from importlib.metadata import version
+
+        print(f"instruct-tune {version('instruct-tune')}")
+        return 0
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0 if argv else 2

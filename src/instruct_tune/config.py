@@ -43,8 +43,9 @@ class DataOptions:
     """Rows longer than --max-length: drop them (reported), cut the prompt from the left, or error."""
     skip_invalid: bool = False
     """Drop invalid rows (and report how many and why) instead of stopping."""
-    cache_dir: str | None = None
-    """Tokenization cache (default: ~/.cache/instruct-tune). 'none' disables it."""
+    cache_dir: Annotated[str | None, tyro.conf.arg(
+        metavar="DIR", help_behavior_hint="(default: ~/.cache/instruct-tune/tokenized)")] = None
+    """Tokenization cache; 'none' disables it."""
 
 
 @dataclass
@@ -75,8 +76,9 @@ class _Inspect:
     """Data file (JSON, JSONL, CSV, Parquet) or a datasets name/directory."""
     model: str = ""
     """Model directory or hub name whose tokenizer is used."""
-    n: Annotated[int | None, tyro.conf.arg(aliases=["-n"])] = None
-    """How many rows to show (default 3; with --json every row). 0 shows all."""
+    n: Annotated[int | None, tyro.conf.arg(aliases=["-n"], metavar="INT",
+                                           help_behavior_hint="(default: 3; with --json all)")] = None
+    """How many rows to show. 0 shows all."""
     json: bool = False
     """Print one JSON object per row (input_ids, labels, text) instead of the coloured view."""
 
@@ -94,7 +96,7 @@ class _Train:
     """Training data file, directory or datasets name."""
     out: str = ""
     """Output directory (config.yaml, metrics.jsonl, checkpoints/, final/)."""
-    eval_data: str | None = None
+    eval_data: Annotated[str | None, tyro.conf.arg(metavar="PATH")] = None
     """Held-out data for eval loss (and the final generation eval)."""
     eval_split: float = 0.0
     """Hold out this share of --data for eval loss when --eval-data is not given."""
@@ -104,12 +106,13 @@ class _Train:
     """New-token limit per row in the final generation eval on --eval-data."""
     epochs: float = 3.0
     """Stop after this many passes over the data (fractions allowed)."""
-    max_steps: int | None = None
+    max_steps: Annotated[int | None, tyro.conf.arg(metavar="INT")] = None
     """Train exactly this many optimizer steps (overrides --epochs, cycling over the data)."""
-    max_time: str | None = None
+    max_time: Annotated[str | None, tyro.conf.arg(metavar="DURATION")] = None
     """Wall-clock budget of this session, e.g. '300s', '20m', '2h'; the final model is saved when it runs out."""
-    lr: float | None = None
-    """Peak learning rate (default: 2e-5 full fine-tuning, 2e-4 LoRA)."""
+    lr: Annotated[float | None, tyro.conf.arg(
+        metavar="FLOAT", help_behavior_hint="(default: 2e-5 full fine-tuning, 2e-4 LoRA)")] = None
+    """Peak learning rate."""
     batch_size: int = 8
     """Rows (or packed sequences) per micro-batch per process."""
     grad_accum: int = 1
@@ -279,7 +282,7 @@ class DemoConfig:
     model: str | None = None
     """Run the demo on your own base model (directory or hub name) instead of the local one."""
     fast: bool = False
-    """A shorter version (about 2 minutes) for tests and CI."""
+    """A shorter version (a few minutes on a laptop) for tests and CI."""
     seed: int = 0
     """Seed of the task data and of tuning (the local base model is cached, whatever the seed)."""
     overwrite: bool = False
@@ -301,9 +304,34 @@ def load_yaml(path: str | Path, cls: type) -> dict:
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(f"{path}: unknown option(s) {unknown}. Known: {sorted(known)}")
+        lines = [f"  {k}: {_suggest(k, known)}" for k in unknown]
+        raise ConfigError(f"{path}: unknown option{'s' if len(unknown) > 1 else ''}:\n" +
+                          "\n".join(lines) + f"\nKnown options: {', '.join(sorted(known))}")
     hints = get_type_hints(cls, include_extras=True)
     return {k: _coerce(v, hints[k], f"{path} [{k}]") for k, v in values.items()}
+
+
+# Names other fine-tuning tools (transformers/TRL, Axolotl, LitGPT) use for our options.
+OTHER_TOOLS_NAMES = {
+    "learning_rate": "lr", "num_train_epochs": "epochs", "num_epochs": "epochs",
+    "per_device_train_batch_size": "batch_size", "micro_batch_size": "batch_size",
+    "gradient_accumulation_steps": "grad_accum", "model_name_or_path": "model",
+    "base_model": "model", "output_dir": "out", "dataset": "data", "train_file": "data",
+    "max_seq_length": "max_length", "sequence_len": "max_length", "lora_rank": "lora_r",
+    "lr_scheduler_type": "schedule", "bf16": "precision", "sample_packing": "packing",
+    "lora_target_modules": "lora_targets", "resume_from_checkpoint": "resume",
+}
+
+
+def _suggest(key: str, known: set[str]) -> str:
+    """'did you mean lr?' for a misspelt key or another tool's name for one of our options."""
+    from difflib import get_close_matches
+
+    target = OTHER_TOOLS_NAMES.get(key)
+    if target in known:
+        return f"instruct-tune calls this {target}"
+    close = get_close_matches(key, sorted(known), n=1, cutoff=0.7)
+    return f"did you mean {close[0]}?" if close else "not an option of this command"
 
 
 def _coerce(value, hint, where: str):

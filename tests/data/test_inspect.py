@@ -96,3 +96,14 @@ def test_summary_reports_invalid_rows_with_their_line(tmp_path, tok_dirs, capsys
     out = capsys.readouterr().out
     assert "1 row skipped" in out and "[instruction]" in out and "d.jsonl:2" in out
     assert "kept     2 rows" in out or "2 rows" in out
+
+
+@pytest.mark.parametrize("command", ["inspect", "audit"])
+def test_unmapped_input_like_column_is_warned_about(command, tmp_path, tok_dirs, capsys):
+    data = tmp_path / "qa.jsonl"
+    data.write_text('{"question": "Opposite?", "context": "night", "answer": "day"}\n'
+                    '{"question": "Sum?", "context": "2 3", "answer": "5"}\n')
+    extra = ["--model", str(tok_dirs["llama"]), "--cache-dir", "none"] if command == "inspect" else []
+    assert main([command, str(data), "--columns", "instruction=question,output=answer", *extra]) == 0
+    err = capsys.readouterr().err
+    assert "'context' is not mapped to input" in err and "input=context" in err

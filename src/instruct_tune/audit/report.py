@@ -115,6 +115,8 @@ def run(cfg: AuditConfig) -> int:
         report = audit(loaded.records, tokenizer=tokenizer, template=template,
                        max_length=cfg.max_length, eval_records=eval_records,
                        skipped=loaded.skipped, progress=lambda s: status.update(f"auditing: {s}"))
+    for note in loaded.notes:  # e.g. a column that looks like the input but is not mapped
+        err.print(note, markup=False, highlight=False)
     if cfg.json:
         json.dump(report.to_dict(), sys.stdout, ensure_ascii=False)
         sys.stdout.write("\n")

@@ -42,7 +42,7 @@ def _scale(unique: int) -> tuple[str, str, str]:
     if unique < LIMA_ROWS:
         return ("info", f"small ({prompts}; LIMA used ~1,000 curated examples)",
                 "At this size every row counts: diversity of tasks and quality of outputs matter "
-                "more than volume. Fix the warnings below before adding rows.")
+                "more than volume: fix what the other levers flag before adding rows.")
     if unique < ALPACA_ROWS:
         return ("info", f"medium ({prompts}: between LIMA's ~1,000 curated and "
                 "Alpaca's 52,000 generated)",

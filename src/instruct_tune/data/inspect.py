@@ -130,6 +130,8 @@ def run(cfg: InspectConfig) -> int:
                                  skip_invalid=cfg.skip_invalid)
     tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
     warn = Console(stderr=True, highlight=False).print
+    for note in loaded.notes:  # e.g. a column that looks like the input but is not mapped
+        warn(note, markup=False)
     cfg = dataclasses.replace(cfg, max_length=fit_max_length(
         cfg.max_length, cfg.model, lambda m: warn(f"[yellow]warning:[/] {m}"), cfg.trust_remote_code))
     template = get_template(cfg.template, tokenizer)

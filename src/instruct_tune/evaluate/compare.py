@@ -183,6 +183,8 @@ def run(cfg) -> int:
         check_out_file(cfg.out)
     loaded = load_records_report(cfg.data, format=cfg.format, columns=cfg.columns,
                                  skip_invalid=cfg.skip_invalid)
+    for note in loaded.notes:  # e.g. a column that looks like the input but is not mapped
+        err.print(note, markup=False, highlight=False)
     if loaded.skipped:
         err.print(f"[yellow]warning:[/] skipped {len(loaded.skipped)} invalid row(s) in {cfg.data}; "
                   f"first: {loaded.skipped[0]}")
