@@ -128,10 +128,12 @@ def test_refuses_to_overwrite_without_flag(tuned_dir, tmp_path, capsys):
     assert (tuned_dir / "model.safetensors").is_file()
 
 
-@pytest.mark.parametrize("argv", [["export", "--to", "x"], ["export", "/nonexistent/dir", "--to", "x"]])
-def test_bad_arguments_are_clear_errors(argv, capsys):
+@pytest.mark.parametrize("argv, words", [(["export", "--to", "x"], ["Required", "MODEL"]),
+                                         (["export", "/nonexistent/dir", "--to", "x"], ["error:"])])
+def test_bad_arguments_are_clear_errors(argv, words, capsys):
     assert main(argv) == 2
-    assert "error:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert all(w in err for w in words), err
 
 
 def test_real_sentencepiece_model_exports_exact_prompt_ids(stories_dir, tmp_path, capsys):
