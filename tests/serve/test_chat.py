@@ -196,3 +196,14 @@ def test_terminal_chat_keeps_the_banner_and_prompt(tuned_dir, monkeypatch, capsy
     assert main(["chat", str(tuned_dir)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("Chatting with") and ">>> yes\n>>> " in out
+
+
+def test_sampling_is_reproducible_with_a_seed(tuned_dir, capsys):
+    def sample(seed: int) -> str:
+        assert main(["generate", "--model", str(tuned_dir), "Write a poem about the sea.", "--temperature", "3.0",
+                     "--max-new-tokens", "12", "--seed", str(seed)]) == 0
+        return capsys.readouterr().out
+
+    first = sample(1)
+    assert sample(1) == first
+    assert len({first, *(sample(s) for s in range(2, 7))}) > 1  # the seed does change the sample

@@ -181,6 +181,7 @@ def run(cfg) -> int:
         raise ConfigError("eval needs --data FILE (held-out records with an `output` to compare to).")
     if cfg.out:  # a bad --out fails now, not after all the generation
         check_out_file(cfg.out)
+    check_sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed)
     loaded = load_records_report(cfg.data, format=cfg.format, columns=cfg.columns,
                                  skip_invalid=cfg.skip_invalid)
     for note in loaded.notes:  # e.g. a column that looks like the input but is not mapped

@@ -39,8 +39,13 @@ def resolve_template(model_dir: str | os.PathLike, tokenizer, fallback: str | No
     return get_template(fallback or "alpaca", tokenizer)
 
 
-def check_sampling(max_new_tokens: int, temperature: float, top_p: float) -> None:
-    """Sampling flags; commands call this before loading anything, so a typo fails at once."""
+def check_sampling(max_new_tokens: int, temperature: float, top_p: float,
+                   seed: int | None = None) -> None:
+    """Sampling flags; commands call this before loading anything, so a typo fails at once.
+    With a seed, the sampler's RNG (torch's global one, which transformers' generate uses) is
+    seeded here, so the same command samples the same answer."""
+    if seed is not None:
+        torch.manual_seed(seed)
     if max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens must be at least 1 (got {max_new_tokens}).")
     if not temperature >= 0:

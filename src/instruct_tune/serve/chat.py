@@ -154,7 +154,7 @@ def chat_loop(gen: Generator, *, read: Callable[[str], str] = input,
 def run(cfg) -> int:
     if not cfg.model:
         raise ConfigError("chat needs a model directory: instruct-tune chat DIR")
-    check_sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
+    check_sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed)
     gen = Generator.load(cfg.model, template=cfg.template, trust_remote_code=cfg.trust_remote_code,
                          allow_pickle=cfg.allow_pickle)
     interactive = sys.stdin.isatty()

@@ -19,7 +19,7 @@ def write_stdout(text: str) -> None:
 def run(cfg) -> int:
     if not cfg.model:
         raise ConfigError("generate needs --model DIR (a trained run's final/ directory).")
-    check_sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
+    check_sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed)
     instruction = sys.stdin.read() if cfg.instruction == "-" else cfg.instruction
     if not instruction.strip():
         raise ConfigError('generate needs an instruction: instruct-tune generate --model DIR "..." '
