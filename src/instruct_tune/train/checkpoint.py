@@ -2,7 +2,9 @@
 
 A checkpoint DIR/checkpoints/step-N/ holds what `accelerate` saves (model or adapter weights as
 safetensors, optimizer, scheduler, per-process RNG states; FSDP/DeepSpeed shards when configured)
-plus `trainer_state.json` (step, data position, counters). It is first written to
+plus `trainer_state.json` (step, data position, counters; `extra` holds the data's identity and,
+under PLANNED_STEPS, the step count the lr schedule was planned for, so a resume with another
+budget can say that the schedule changed). It is first written to
 `checkpoints/.tmp-step-N`, fsynced, then renamed: a directory named `step-N` is always complete, so
 a run killed mid-write resumes from the previous one. Everything read back with torch.load uses
 weights_only=True (accelerate's default), so a checkpoint cannot run code.
@@ -23,6 +25,7 @@ from pathlib import Path
 from ..errors import ConfigError
 
 STATE_FILE = "trainer_state.json"
+PLANNED_STEPS = "planned_steps"  # key in the state's "extra"; absent in older checkpoints
 _NAME = re.compile(r"^step-(\d+)$")
 
 # Test hook: INSTRUCT_TUNE_TEST_SIGNAL="KILL@checkpoint:6" sends SIGKILL to this process in the

@@ -1,7 +1,8 @@
 """The run directory: refuse to clobber it, check it is writable with room for a checkpoint, and
 write config.yaml and metrics.jsonl.
 
-    DIR/config.yaml        resolved config (re-run with --config DIR/config.yaml)
+    DIR/config.yaml        resolved config, rewritten on --resume: how to continue the run
+                           (--config DIR/config.yaml --resume)
     DIR/metrics.jsonl      one JSON object per logged step
     DIR/checkpoints/step-N full training state (see checkpoint.py)
     DIR/final/             the trained model, loadable with plain transformers
@@ -11,6 +12,7 @@ Checks run before any slow work and before anything is deleted, so a typo never 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -97,9 +99,13 @@ def create_output_dir(out: Path, *, overwrite: bool, resume: bool) -> None:
 
 
 def write_config(out: Path, cfg: TrainConfig) -> None:
-    """Save the resolved config (atomically: a crash never leaves half a YAML file)."""
+    """Save the resolved config (atomically: a crash never leaves half a YAML file).
+
+    --resume and --overwrite are what one invocation does, not options of the run: saved, an
+    `overwrite: true` would make `--config DIR/config.yaml --resume` a conflict, and a plain
+    `--config DIR/config.yaml` would delete the run."""
     tmp = out / ".config.yaml.tmp"
-    save_yaml(cfg, tmp)
+    save_yaml(dataclasses.replace(cfg, resume=False, overwrite=False), tmp)
     os.replace(tmp, out / "config.yaml")
 
 

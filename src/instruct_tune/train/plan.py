@@ -89,6 +89,11 @@ class Plan:
         rows = [self.examples[i] for i in mine]
         return collate(rows, self.pad_id, packed=self.packing, max_length=self.max_length), weight
 
+    def rows_per_step(self) -> float:
+        """Mean examples an optimizer step trains on (with packing: over all its packed rows).
+        Each epoch holds every example once, in `per_epoch` micro-batches."""
+        return len(self.examples) * self.grad_accum / self.per_epoch
+
     def padding_share(self) -> float:
         """Share of the trained slots that are padding, for epoch 0 (shown in the header)."""
         real = slots = 0

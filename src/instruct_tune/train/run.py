@@ -23,7 +23,7 @@ import torch
 from ..config import TrainConfig
 from ..errors import ConfigError, InstructTuneError
 from ..models import fit_max_length
-from .checkpoint import latest_checkpoint, load_checkpoint, only_trainable
+from .checkpoint import PLANNED_STEPS, latest_checkpoint, load_checkpoint, only_trainable
 from .loop import Run, TrainingInterrupted, TrainState, train_loop
 from .outdir import (
     MetricsLog,
@@ -36,7 +36,7 @@ from .outdir import (
 from .plan import Plan
 from .prepare import load_data, load_model_for_training
 from .progress import TrainProgress, console
-from .schedule import make_scheduler
+from .schedule import lr_factor, make_scheduler
 
 # Options that may change between a run and its --resume; anything else must match config.yaml.
 RESUMABLE_CHANGES = {"resume", "overwrite", "quiet", "log_every", "save_every", "keep_checkpoints",
@@ -190,21 +190,26 @@ def train(cfg: TrainConfig) -> Path:
     # per-tensor loop there (20M params: 13 ms vs 103 ms a step; bench/train_throughput.py).
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr,
                                   fused=acc.device.type in ("cuda", "cpu") or None)
-    warmup = math.ceil(cfg.warmup_ratio * plan.total_steps)
+    warmup = _warmup(cfg, plan.total_steps)
     scheduler = make_scheduler(optimizer, warmup=warmup, total=plan.total_steps, kind=cfg.schedule)
     model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     if cfg.lora:
         acc.register_save_state_pre_hook(only_trainable(names))
 
-    state = TrainState(extra={"examples": len(data.train), "tokens": sum(plan.lengths)})
+    # extra: the data's identity (checked on resume) and the step count the schedule is planned for.
+    state = TrainState(extra={"examples": len(data.train), "tokens": sum(plan.lengths),
+                              PLANNED_STEPS: plan.total_steps})
     if ckpt is not None:
         saved = load_checkpoint(acc, ckpt, trainable=names if cfg.lora else None)
-        if saved.get("extra", {}) != state.extra:
+        identity = {k: v for k, v in state.extra.items() if k != PLANNED_STEPS}
+        was_planned = saved.get("extra", {}).pop(PLANNED_STEPS, None)  # None: older checkpoint
+        if saved.get("extra", {}) != identity:
             raise ConfigError(f"--resume: the training data changed since {ckpt} was written "
-                              f"({saved.get('extra')} vs now {state.extra}). Resume with the "
+                              f"({saved.get('extra')} vs now {identity}). Resume with the "
                               "same data, or start a new --out.")
         state = TrainState(**{k: saved[k] for k in dataclasses.asdict(state)})
+        state.extra[PLANNED_STEPS] = plan.total_steps
         if state.step >= plan.total_steps and (out / "final").is_dir():
             # Re-running would only save the same final/ again (and redo --eval-data's eval).
             say(f"Nothing to resume: {out} finished at step {state.step}/{plan.total_steps} and "
@@ -213,10 +218,13 @@ def train(cfg: TrainConfig) -> Path:
             acc.end_training()
             return out / "final"
         say(f"Resuming from {ckpt} (step {state.step}/{plan.total_steps}).")
+        if was_planned != plan.total_steps and state.step < plan.total_steps:
+            say(_replan_schedule(cfg, scheduler, ckpt, state.step, was_planned, plan.total_steps))
     if main:
         create_output_dir(out, overwrite=cfg.overwrite, resume=cfg.resume)
-        if ckpt is None:
-            write_config(out, cfg)
+        # Also on resume: config.yaml must hold the budget this run now has, so that
+        # `--config DIR/config.yaml --resume` continues it rather than reading a stale one.
+        write_config(out, cfg)
     acc.wait_for_everyone()
 
     say(_header(cfg, acc, data, plan, n_train, n_all, warmup))
@@ -258,12 +266,45 @@ def _has_accelerator() -> bool:
     return accel.is_available() if accel is not None else torch.cuda.is_available()
 
 
+def _warmup(cfg: TrainConfig, total_steps: int) -> int:
+    return math.ceil(cfg.warmup_ratio * total_steps)
+
+
+def _replan_schedule(cfg: TrainConfig, scheduler, ckpt: Path, step: int, was: int | None,
+                     total: int) -> str:
+    """A resume whose plan has another step count (--max-steps/--epochs changed) re-plans the lr
+    schedule: make the next step use the new schedule's lr (the checkpoint restored the old
+    plan's) and return a notice saying what changed, so nothing about it is silent."""
+    inner = getattr(scheduler, "scheduler", scheduler)  # accelerate wraps the LambdaLR
+    lrs = [base * fn(inner.last_epoch)
+           for base, fn in zip(inner.base_lrs, inner.lr_lambdas, strict=True)]
+    for group, lr in zip(inner.optimizer.param_groups, lrs, strict=True):
+        group["lr"] = lr
+    inner._last_lr = lrs  # what get_last_lr() (the logged lr) reports for the next step
+    now = f"the learning rate at step {step + 1} is {lrs[0]:.3g}"
+    if was is None:
+        return (f"[yellow]note:[/] {ckpt} does not record how many steps its learning-rate "
+                "schedule was planned for (written by an older instruct-tune), so whether "
+                f"--max-steps/--epochs changed is unknown: the schedule is planned for {total} "
+                f"steps now and {now}.")
+    before = cfg.lr * lr_factor(step - 1, warmup=_warmup(cfg, was), total=was, kind=cfg.schedule)
+    return (f"[yellow]note:[/] the schedule is re-planned for {total} steps (was {was}): {now} "
+            f"(it was {before:.3g} at step {step}). --resume continues exactly only with the "
+            "same --max-steps/--epochs.")
+
+
 def _header(cfg, acc, data, plan: Plan, n_train: int, n_all: int, warmup: int) -> str:
     kind = f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha}" if cfg.lora else "full fine-tuning"
+    procs = f"{cfg.grad_accum} accum x {acc.num_processes} proc"
+    if cfg.packing:  # a packed sequence holds several rows: say how many a step trains
+        rows = plan.rows_per_step()
+        batch = (f"{cfg.batch_size} packed sequences x {procs} per step (~"
+                 f"{f'{rows:,.0f}' if rows >= 10 else f'{rows:.1f}'} rows/step)")
+    else:
+        batch = f"{cfg.batch_size} x {procs} = {plan.global_batch * cfg.grad_accum} rows/step"
     lines = [f"[bold]instruct-tune train[/]: {cfg.model} ({kind}, {cfg.precision}, "
              f"{acc.num_processes} process(es) on {acc.device.type})", *data.report,
-             f"batches: {cfg.batch_size} x {cfg.grad_accum} accum x {acc.num_processes} proc = "
-             f"{plan.global_batch * cfg.grad_accum} rows/step{' (packed)' if cfg.packing else ''}; "
+             f"batches: {batch}; "
              f"{plan.total_steps} steps ({plan.epochs_done(plan.total_steps):.2f} epochs"
              f"{f'; --max-steps {cfg.max_steps} overrides --epochs' if cfg.max_steps else ''}); "
              f"padding {plan.padding_share():.1%}",
