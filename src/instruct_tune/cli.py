@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[type, str, str]] = {
                 "Show how rows are templated, tokenized and masked."),
     "audit": (C.AuditConfig, "instruct_tune.audit.report:run",
               "Audit a data set on size, task and phrasing diversity, output quality."),
-    "train": (C.TrainConfig, "instruct_tune.train.run:run",
+    "train": (C.TrainConfig, "instruct_tune.evaluate.after_training:run",
               "Fine-tune a model (full or LoRA) on instruction data."),
     "eval": (C.EvalConfig, "instruct_tune.evaluate.compare:run",
              "Evaluate a model (optionally before/after) on held-out instructions."),

@@ -5,7 +5,8 @@ Loading a file must never run code. Pickle-based weights (.bin/.pt) are refused 
 pickle that holds anything but tensors is refused too. A directory's own Python code (config.json
 `auto_map`) never runs without --trust-remote-code. Every failure is a ModelLoadError saying what
 is wrong, where, and what to do. A directory holding a LoRA adapter (adapter_config.json) loads as
-base model + adapter.
+base model + adapter. A hub name ('org/model') loads from the Hugging Face cache without the
+network when it is there, else from the hub (see hub.py).
 """
 
 from __future__ import annotations
@@ -14,19 +15,18 @@ import json
 import math
 import os
 import pickle
-import re
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from .errors import ModelLoadError
+from .hub import cached_snapshot, is_hub_name, resolve_hub, shadowing_folder
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # Pickles in HF Trainer checkpoint dirs that are not weights (never loaded by us).
 NOT_WEIGHTS = ("training_args", "optimizer", "scheduler", "scaler", "rng_state", "random_states")
 TOKENIZER_FILES = ("tokenizer", "vocab", "merges", "spiece", "sentencepiece")  # name prefixes
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # "gpt2", "org/model"
 PICKLE_RISK = ("Loading a pickle can run arbitrary code (torch's weights_only guard narrows this "
                "but has been bypassed before, e.g. CVE-2025-32434).")
 
@@ -62,26 +62,52 @@ def local_model_dir(name_or_path: str | os.PathLike) -> Path | None:
     if path.exists():
         raise ModelLoadError(f"{name} is a file; --model expects a model directory (config.json, "
                              f"*.safetensors, tokenizer files), e.g. {path.parent}.")
-    # A path-like name fails now: transformers would otherwise retry the hub for it for ~50 s.
-    if _HUB_ID.match(name) and not path.suffix and not _looks_local(name):
-        return None  # a hub name; transformers resolves it from its cache or the network
-    raise ModelLoadError(f"{name}: no such directory. Expected a local model directory or a "
+    # A path-like name fails now: transformers would otherwise look it up on the hub.
+    if is_hub_name(name):
+        return None
+    folder = shadowing_folder(name)
+    why = f" (./{folder} is a folder, so this is read as a local path)" if folder else ""
+    raise ModelLoadError(f"{name}: no such directory{why}. Expected a local model directory or a "
                          "hub name such as 'org/model'.")
 
 
-def _looks_local(name: str) -> bool:
-    """A path, not a hub id: './x', '/x', '~/x', 'a/b/c', or 'runs/x' when ./runs exists."""
-    return (name.startswith((".", "/", "~")) or name.count("/") > 1
-            or ("/" in name and Path(name.split("/", 1)[0]).exists()))
+def model_source(name_or_path: str | os.PathLike, what: str = "model") -> Path | str:
+    """Where to load `what` ("model", "tokenizer" or "config") from: a local directory (the one
+    given, or a hub name's snapshot in the Hugging Face cache when it holds `what`), or the hub
+    name itself when it must be downloaded. Fails fast when it is neither local, cached nor
+    downloadable (hub.resolve_hub)."""
+    path = local_model_dir(name_or_path)
+    if path is not None:
+        return path
+    return resolve_hub(str(name_or_path), what, _HAS[what])
+
+
+def _has_tokenizer_files(path: Path) -> bool:
+    return any(f.name.startswith(TOKENIZER_FILES) or f.suffix in (".model", ".tiktoken")
+               for f in path.iterdir())
+
+
+def _has_weights(path: Path) -> bool:
+    return any(f.is_file() and (f.suffix == ".safetensors" or f.name.endswith(PICKLE_SUFFIXES)
+                                and not f.name.startswith(NOT_WEIGHTS)) for f in path.iterdir())
+
+
+def _has_config(path: Path) -> bool:
+    return (path / "config.json").is_file() or is_adapter_dir(path)
+
+
+# What a cached snapshot must hold to be loaded from; a part-cached repo (e.g. only its tokenizer
+# was fetched, by `inspect`) downloads the rest when the hub is reachable.
+_HAS = {"tokenizer": _has_tokenizer_files, "config": _has_config,
+        "model": lambda p: _has_config(p) and _has_weights(p)}
 
 
 def _hub_error(name: str, what: str, e: BaseException) -> ModelLoadError:
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    todo = (f"Downloads are off (HF_HUB_OFFLINE=1): run `hf download {name}` where there is "
-            "network," if offline else "Check the name and your network,")
+    """The hub was reachable, yet the download failed: a wrong name, a gated or private repo."""
     return ModelLoadError(f"Could not load {what} '{name}': not a local directory, and not found "
-                          f"in the Hugging Face cache or hub ({_first_line(e)}). {todo} or pass a "
-                          "local model directory.")
+                          f"in the Hugging Face cache or hub ({_first_line(e)}). Check the name "
+                          "(and for a gated or private model, your access: `hf auth login`), or "
+                          "pass a local model directory.")
 
 
 def _remote_code_error(where: Path, files: list[str]) -> ModelLoadError:
@@ -147,9 +173,9 @@ def load_tokenizer(name_or_path: str | os.PathLike, trust_remote_code: bool = Fa
     so EOS stays trained even when pad == eos)."""
     from transformers import AutoTokenizer
 
-    path = local_model_dir(name_or_path)
-    if path is not None and not any(f.name.startswith(TOKENIZER_FILES)
-                                    or f.suffix in (".model", ".tiktoken") for f in path.iterdir()):
+    source = model_source(name_or_path, "tokenizer")
+    path = source if isinstance(source, Path) else None
+    if path is not None and not _has_tokenizer_files(path):
         raise ModelLoadError(f"{path} has no tokenizer files (tokenizer.json, "
                              "tokenizer_config.json, ...). Save the tokenizer next to the weights "
                              f"with tokenizer.save_pretrained('{path}').")
@@ -159,7 +185,7 @@ def load_tokenizer(name_or_path: str | os.PathLike, trust_remote_code: bool = Fa
             configs[fname] = _read_json(path / fname)
     try:
         # trust_remote_code is always a bool here: None would make transformers prompt on stdin.
-        tok = AutoTokenizer.from_pretrained(str(name_or_path),
+        tok = AutoTokenizer.from_pretrained(str(source),
                                             trust_remote_code=bool(trust_remote_code))
     except Exception as e:  # transformers and tokenizers raise many types (even bare Exception)
         if "trust_remote_code" in str(e):
@@ -187,7 +213,8 @@ def load_model(name_or_path: str | os.PathLike, *, dtype: torch.dtype = torch.fl
     """Load a causal LM (or base + LoRA adapter) for training or inference."""
     from transformers import AutoModelForCausalLM
 
-    path = local_model_dir(name_or_path)
+    source = model_source(name_or_path, "model")
+    path = source if isinstance(source, Path) else None
     if path is not None and is_adapter_dir(path):
         return _load_adapter(path, dtype, trust_remote_code, allow_pickle)
     if path is not None:
@@ -199,7 +226,7 @@ def load_model(name_or_path: str | os.PathLike, *, dtype: torch.dtype = torch.fl
     where = str(path or name_or_path)
     try:
         return AutoModelForCausalLM.from_pretrained(
-            str(name_or_path), dtype=dtype, trust_remote_code=bool(trust_remote_code),
+            str(source), dtype=dtype, trust_remote_code=bool(trust_remote_code),
             use_safetensors=None if allow_pickle else True)
     except Exception as e:
         raise _load_error(e, where, path is None) from None
@@ -257,9 +284,10 @@ def context_length(name_or_path: str | os.PathLike, trust_remote_code: bool = Fa
     from transformers import AutoConfig
 
     try:
-        path = local_model_dir(name_or_path)
-        name = adapter_base(path) if path is not None and is_adapter_dir(path) else name_or_path
-        config = AutoConfig.from_pretrained(str(name), trust_remote_code=bool(trust_remote_code))
+        source = model_source(name_or_path, "config")
+        if isinstance(source, Path) and is_adapter_dir(source):
+            source = model_source(adapter_base(source), "config")
+        config = AutoConfig.from_pretrained(str(source), trust_remote_code=bool(trust_remote_code))
         config = config.get_text_config()
     except Exception:  # unknown is fine here: loading the model itself reports the real problem
         return None
@@ -281,11 +309,14 @@ def fit_max_length(max_length: int, name_or_path: str | os.PathLike, say: Callab
 
 
 def parameter_count(name_or_path: str | os.PathLike) -> int | None:
-    """Parameters in a local model directory's safetensors files, read from their headers (no
-    weights loaded); None when unknown (hub name not cached, pickle-only weights)."""
+    """Parameters in a model directory's (or a cached hub model's) safetensors files, read from
+    their headers (no weights loaded); None when unknown (hub name not cached, pickle-only
+    weights)."""
     from safetensors import safe_open
 
     path = local_model_dir(name_or_path)
+    if path is None:  # a hub name: counted only when cached, never worth a download
+        path = cached_snapshot(str(name_or_path))
     if path is None:
         return None
     total = 0

@@ -4,6 +4,7 @@ and what a finished run leaves behind."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -153,8 +154,8 @@ def test_packing_gradient_checkpointing_and_precision(make_cfg, packing, checkpo
 
 
 def test_generation_eval_runs_on_final_with_eval_data(make_cfg, eval_file, monkeypatch):
-    """With --eval-data the before/after generation eval runs on final/ and its report lands next
-    to it (the eval itself is stubbed: it is tested in tests/evaluate)."""
+    """With --eval-data the train command runs the before/after generation eval on final/ and its
+    report lands next to it (the eval itself is stubbed: it is tested in tests/evaluate)."""
     from instruct_tune.evaluate import compare, report
 
     seen = {}
@@ -165,8 +166,11 @@ def test_generation_eval_runs_on_final_with_eval_data(make_cfg, eval_file, monke
 
     monkeypatch.setattr(compare, "evaluate", fake_evaluate)
     monkeypatch.setattr(report, "print_report", lambda r: None)
+    from instruct_tune.evaluate.after_training import run as train_command
+
     cfg = make_cfg(max_steps=2, save_every=0, eval_data=str(eval_file))
-    final = train(cfg)
+    assert train_command(cfg) == 0
+    final = Path(cfg.out) / "final"
     assert seen == {"model_dir": final, "n": 6, "compare": cfg.model}
     assert json.loads((final.parent / "eval.json").read_text()) == {"tuned": {"score": 1.0}}
     assert metrics(final.parent)[-1]["eval_loss"] is not None

@@ -61,12 +61,15 @@ def test_final_eval_uses_eval_max_new_tokens_and_quiet_skips_the_table(make_cfg,
     fake = {"n": 6, "stop_rate": 0.5, "rouge_l": 0.25, "base": {"stop_rate": 0.0, "rouge_l": 0.125}}
     monkeypatch.setattr(compare, "evaluate", lambda d, r, **kw: seen.update(kw) or fake)
     monkeypatch.setattr(report, "print_report", tables.append)
-    train(make_cfg(max_steps=1, save_every=0, eval_data=str(eval_file), eval_max_new_tokens=7))
+    from instruct_tune.evaluate.after_training import run as train_command
+
+    train_command(make_cfg(max_steps=1, save_every=0, eval_data=str(eval_file),
+                           eval_max_new_tokens=7))
     assert seen["max_new_tokens"] == 7
     assert tables == []  # --quiet (make_cfg's default): no big table
     err = "\n".join(said)
     assert "0.0% -> 50.0%" in err and "12.5% -> 25.0%" in err
 
-    train(make_cfg(out=eval_file.parent / "loud", max_steps=1, save_every=0,
-                   eval_data=str(eval_file), quiet=False))
+    train_command(make_cfg(out=eval_file.parent / "loud", max_steps=1, save_every=0,
+                           eval_data=str(eval_file), quiet=False))
     assert seen["max_new_tokens"] == 128 and tables == [fake]

@@ -1,8 +1,10 @@
-"""`instruct-tune train`: check everything that can fail cheaply, prepare data and model, run the
-loop (loop.py), save final/ and, with --eval-data, evaluate it.
+"""Training: check everything that can fail cheaply, prepare data and model, run the loop
+(loop.py), save final/.
 
     train(cfg) -> Path     the Python API; returns DIR/final
-    run(cfg) -> int        the CLI entry (exit 130 after Ctrl-C, with how to resume)
+
+The `instruct-tune train` command (train, then the generation eval on --eval-data) is
+evaluate/after_training.py:run.
 
 Distributed: the same command runs under `torchrun --nproc-per-node N -m instruct_tune.cli train`
 or `accelerate launch -m instruct_tune.cli train ...` (DDP). FSDP comes from the accelerate config
@@ -12,8 +14,6 @@ or `accelerate launch -m instruct_tune.cli train ...` (DDP). FSDP comes from the
 from __future__ import annotations
 
 import dataclasses
-import gc
-import json
 import math
 import re
 from pathlib import Path
@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 
 from ..config import TrainConfig
-from ..errors import ConfigError, InstructTuneError
+from ..errors import ConfigError
 from ..models import fit_max_length
 from .checkpoint import PLANNED_STEPS, latest_checkpoint, load_checkpoint, only_trainable
-from .loop import Run, TrainingInterrupted, TrainState, train_loop
+from .loop import Run, TrainState, train_loop
 from .outdir import (
     MetricsLog,
     check_free_space,
@@ -42,15 +42,6 @@ from .schedule import lr_factor, make_scheduler
 RESUMABLE_CHANGES = {"resume", "overwrite", "quiet", "log_every", "save_every", "keep_checkpoints",
                      "eval_every", "max_time", "max_steps", "epochs", "cache_dir", "out",
                      "eval_max_new_tokens"}
-
-
-def run(cfg: TrainConfig) -> int:
-    try:
-        train(cfg)
-    except TrainingInterrupted as e:
-        console.print(f"[yellow]{e}[/]")
-        return 130
-    return 0
 
 
 def parse_duration(text: str) -> float:
@@ -253,10 +244,6 @@ def train(cfg: TrainConfig) -> Path:
             f"the learning-rate schedule was planned for {plan.total_steps} steps (warmup "
             f"{warmup}), so it ended {'still warming up' if state.step < warmup else 'undecayed'}"
             " — set --max-steps to fit the schedule to your budget")
-    if cfg.eval_data and main:
-        del model, optimizer, r
-        gc.collect()
-        _generation_eval(cfg, final, data.eval_records, out, say)
     acc.end_training()
     return final
 
@@ -317,38 +304,3 @@ def _header(cfg, acc, data, plan: Plan, n_train: int, n_all: int, warmup: int) -
         lines.append(f"added tokens {data.added_tokens} for template '{data.template.name}' "
                      "(embeddings resized; their rows are trained)")
     return "\n".join(lines)
-
-
-def _generation_eval(cfg: TrainConfig, final: Path, records, out: Path, say) -> None:
-    """Before/after generation eval on --eval-data; a failure here never loses the trained model."""
-    from ..evaluate.compare import evaluate
-    from ..evaluate.report import print_report
-
-    say("Evaluating generations on --eval-data (tuned vs base) ...")
-    try:
-        report = evaluate(final, records, compare=cfg.model, trust_remote_code=cfg.trust_remote_code,
-                          allow_pickle=cfg.allow_pickle, skip_invalid=True, progress=not cfg.quiet,
-                          max_new_tokens=cfg.eval_max_new_tokens)
-    except (InstructTuneError, RuntimeError, ValueError, OSError) as e:
-        say(f"[yellow]warning:[/] generation eval failed ({e}). The model is saved; rerun it with: "
-            f"instruct-tune eval --model {final} --data {cfg.eval_data} --compare {cfg.model}")
-        return
-    path = out / "eval.json"
-    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    if cfg.quiet:  # the summary lines only; the full tables are in eval.json
-        say(_eval_summary(report))
-    else:
-        print_report(report)
-    say(f"eval report written to {path}")
-
-
-def _eval_summary(report: dict) -> str:
-    """'eval (40 records): stops 20.0% -> 95.0%, ROUGE-L 12.0% -> 40.0%, ...' for --quiet."""
-    from ..evaluate.report import ROWS, fmt
-
-    base = report.get("base") or {}
-    parts = [f"{label.split(' (')[0]} " + (f"{fmt(k, base[k])} -> " if k in base else "")
-             + fmt(k, report[k]) for k, (label, _, _) in ROWS.items() if k in report]
-    return f"eval ({report.get('n')} records{', base -> tuned' if base else ''}): " + \
-        ", ".join(parts)
-

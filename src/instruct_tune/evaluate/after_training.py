@@ -1,0 +1,77 @@
+"""`instruct-tune train`: the train stage, then, with --eval-data, the before/after generation
+eval of final/ on those rows (tuned vs base, written to OUT/eval.json).
+
+This command lives in evaluate/ because stages import one way (data -> train -> evaluate):
+evaluate may call train, never the reverse, so `train()` itself knows nothing about generation.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from pathlib import Path
+
+from ..config import TrainConfig
+from ..errors import InstructTuneError
+from ..train.loop import TrainingInterrupted
+from ..train.progress import console
+from ..train.run import train
+
+
+def run(cfg: TrainConfig) -> int:
+    """The CLI entry: exit 130 after Ctrl-C (the message says how to resume)."""
+    try:
+        final = train(cfg)
+    except TrainingInterrupted as e:
+        console.print(f"[yellow]{e}[/]")
+        return 130
+    if cfg.eval_data and _is_main_process():
+        gc.collect()  # the training model, optimizer and batches are garbage now
+        generation_eval(cfg, final)
+    return 0
+
+
+def _is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def generation_eval(cfg: TrainConfig, final: Path) -> dict | None:
+    """Before/after generation eval of `final` on --eval-data; a failure here only warns: the
+    trained model is already saved."""
+    from ..data.load import load_records_report
+    from .compare import evaluate
+    from .report import print_report
+
+    console.print("Evaluating generations on --eval-data (tuned vs base) ...")
+    try:
+        records = load_records_report(cfg.eval_data, format=cfg.format, columns=cfg.columns,
+                                      skip_invalid=cfg.skip_invalid).records
+        report = evaluate(final, records, compare=cfg.model, trust_remote_code=cfg.trust_remote_code,
+                          allow_pickle=cfg.allow_pickle, skip_invalid=True, progress=not cfg.quiet,
+                          max_new_tokens=cfg.eval_max_new_tokens)
+    except (InstructTuneError, RuntimeError, ValueError, OSError) as e:
+        console.print(f"[yellow]warning:[/] generation eval failed ({e}). The model is saved; "
+                      f"rerun it with: instruct-tune eval --model {final} --data {cfg.eval_data} "
+                      f"--compare {cfg.model}")
+        return None
+    path = Path(final).parent / "eval.json"
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    if cfg.quiet:  # the summary line only; the full tables are in eval.json
+        console.print(eval_summary(report))
+    else:
+        print_report(report)
+    console.print(f"eval report written to {path}")
+    return report
+
+
+def eval_summary(report: dict) -> str:
+    """'eval (40 records): stops 20.0% -> 95.0%, ROUGE-L 12.0% -> 40.0%, ...' for --quiet."""
+    from .report import ROWS, fmt
+
+    base = report.get("base") or {}
+    parts = [f"{label.split(' (')[0]} " + (f"{fmt(k, base[k])} -> " if k in base else "")
+             + fmt(k, report[k]) for k, (label, _, _) in ROWS.items() if k in report]
+    return (f"eval ({report.get('n')} records{', base -> tuned' if base else ''}): "
+            + ", ".join(parts))
