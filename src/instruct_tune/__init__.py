@@ -22,10 +22,10 @@ _API = {
     "Example": "instruct_tune.data.tokenize",
     "load_model": "instruct_tune.models",
     "load_tokenizer": "instruct_tune.models",
-    "train": "instruct_tune.train.run",
-    "evaluate": "instruct_tune.evaluate.compare",
-    "audit": "instruct_tune.audit.report",
 }
+# train, evaluate and audit share their names with their stage's package (instruct_tune.train is
+# the package once any of its modules is imported), so they are imported from there:
+# `from instruct_tune.train import train`, `...evaluate import evaluate`, `...audit import audit`.
 
 __all__ = sorted(_API) + ["__version__"]
 
