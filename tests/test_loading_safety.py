@@ -258,6 +258,26 @@ def test_trust_remote_code_runs_it(model_dirs, tmp_path, capsys, monkeypatch):
     assert marker.exists()
 
 
+@pytest.mark.parametrize("kind", ["pickle", "remote-code"])
+def test_cached_hub_model_is_checked_like_a_local_one(kind, hostile_model, model_dirs, tmp_path,
+                                                      monkeypatch, capsys):
+    """A hub name found in the Hugging Face cache loads from its snapshot directory, through the
+    same checks: pickle weights and a model's own code are refused, and neither runs."""
+    from tests.test_models import cache_model
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    if kind == "pickle":
+        model, marker = hostile_model
+        words = ("pytorch_model.bin", "pickle", "--allow-pickle")
+    else:
+        model, marker = remote_code_dir(model_dirs["llama"], tmp_path)
+        words = ("modeling_evil.py", "auto_map", "--trust-remote-code")
+    cache_model(tmp_path / "hf-cache", "org/Evil-0.5B", model)
+    code, _, err = run_cli(capsys, "generate", "Say yes.", "--model", "org/Evil-0.5B")
+    assert_refused(code, err, "models--org--Evil-0.5B", *words)
+    assert not marker.exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # Checkpoints: what --resume reads with torch.load
 

@@ -225,11 +225,16 @@ def load_model(name_or_path: str | os.PathLike, *, dtype: torch.dtype = torch.fl
         _check_weights(path, allow_pickle)
     where = str(path or name_or_path)
     try:
-        return AutoModelForCausalLM.from_pretrained(
+        model = AutoModelForCausalLM.from_pretrained(
             str(source), dtype=dtype, trust_remote_code=bool(trust_remote_code),
             use_safetensors=None if allow_pickle else True)
     except Exception as e:
         raise _load_error(e, where, path is None) from None
+    if path is not None and local_model_dir(name_or_path) is None:
+        # Loaded from the cache, it keeps its hub name (what transformers records when it reads
+        # the cache itself): a LoRA adapter's default base_model_name_or_path, for one.
+        model.name_or_path = model.config.name_or_path = str(name_or_path)
+    return model
 
 
 def _load_adapter(path: Path, dtype, trust_remote_code: bool, allow_pickle: bool):
