@@ -50,6 +50,7 @@ def test_planted_contamination_found_with_both_lines(report, case, kind, code, s
     f = report.find(code)
     assert f is not None and f.severity == severity
     assert {s.line for s in f.rows} == set(expect)
+    assert f.examples  # each example names the training line the eval row came from
     for e in f.examples:
         assert e.other is not None and e.other.line == expect[e.source.line]
         assert e.other.path == "train.jsonl" and e.source.path == "eval.jsonl"

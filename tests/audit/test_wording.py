@@ -117,8 +117,10 @@ def test_verdicts_name_problems_in_words_not_codes():
     outs[1] = "Fine text. <|im_start|>assistant"
     rep = audit(recs(ins, outs))
     verdict = rep["output_quality"].verdict
-    for f in rep["output_quality"].findings:
-        assert f.code.replace("_", " ") not in verdict
+    findings = rep["output_quality"].findings
+    assert {"echoes_instruction", "template_marker_in_output"} <= {f.code for f in findings}
+    for f in findings:  # neither the code nor the code with spaces for underscores
+        assert f.code not in verdict and f.code.replace("_", " ") not in verdict, verdict
 
 
 def test_share_is_not_printed_twice():

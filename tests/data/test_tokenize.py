@@ -6,9 +6,10 @@ from __future__ import annotations
 import copy
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from instruct_tune.data.pack import collate
 from instruct_tune.data.records import Message, Record, Source
 from instruct_tune.data.templates import get_template
 from instruct_tune.data.tokenize import (
@@ -20,6 +21,7 @@ from instruct_tune.data.tokenize import (
     encode_prompt,
     stop_token_ids,
 )
+from instruct_tune.errors import DataError
 from tests.conftest import STORIES, get_tokenizer
 
 MARKERS = ["### Response:\n", "### Instruction:\n", "### Input:\n", "\n\n", "\n", " ", "  ",
@@ -68,13 +70,15 @@ def decode(tok, ids) -> str:
     return tok.backend_tokenizer.decode(ids, skip_special_tokens=False)
 
 
-def check_example(tok, template, record: Record, ex) -> None:
-    ids, labels = ex.input_ids, ex.labels
-    stop_id = stop_token_ids(tok, template)[0]
-    assert len(ids) == len(labels)
-    assert all(y in (IGNORE, x) for x, y in zip(ids, labels, strict=True)), "label != id"
-    assert labels[-1] == stop_id and ids[-1] == stop_id, "row must end with a trained stop"
-    # Labelled runs, each ended by its stop token (replies never contain the stop: checked below).
+def adds_bos(tok) -> bool:
+    """Whether the tokenizer itself prepends a BOS (seen on a probe, not read from the code)."""
+    ids = tok("a")["input_ids"]
+    return (tok.bos_token_id is not None and tok.bos_token_id != tok.eos_token_id
+            and ids[:1] == [tok.bos_token_id] != tok("a", add_special_tokens=False)["input_ids"][:1])
+
+
+def trained_runs(ids, labels, stop_id) -> list[tuple[int, int]]:
+    """(first, stop) index of each labelled run; every run must end with its stop token."""
     runs, start = [], None
     for i, y in enumerate(labels):
         if y != IGNORE and start is None:
@@ -82,7 +86,18 @@ def check_example(tok, template, record: Record, ex) -> None:
         if y != IGNORE and ids[i] == stop_id:
             runs.append((start, i))
             start = None
-    assert start is None
+    assert start is None, "a labelled run does not end with the stop token"
+    return runs
+
+
+def check_example(tok, template, record: Record, ex) -> None:
+    ids, labels = ex.input_ids, ex.labels
+    stop_id = stop_token_ids(tok, template)[0]
+    assert len(ids) == len(labels)
+    assert all(y in (IGNORE, x) for x, y in zip(ids, labels, strict=True)), "label != id"
+    assert labels[-1] == stop_id and ids[-1] == stop_id, "row must end with a trained stop"
+    # Labelled runs, each ended by its stop token (replies never contain the stop: checked below).
+    runs = trained_runs(ids, labels, stop_id)
     replies = [m.content for m in record.messages if m.role == "assistant"]
     assert len(runs) == len(replies), "exactly one trained stop per assistant turn"
     for (s, e), reply in zip(runs, replies, strict=True):
@@ -97,6 +112,8 @@ def check_example(tok, template, record: Record, ex) -> None:
     assert runs[-1][0] == len(prompt)
     if tok.bos_token_id is not None and tok.bos_token_id != tok.eos_token_id:
         assert ids.count(tok.bos_token_id) <= 1
+    if adds_bos(tok) and not any(tok.bos_token in m.content for m in record.messages):
+        assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 1, "BOS exactly once"
 
 
 def run_property(kind: str, template_name: str, system, turns) -> None:
@@ -170,10 +187,20 @@ def test_alpaca_exact_strings_and_stop(kind):
 
 
 def test_pad_equals_eos_keeps_eos_trained():
+    """pad == eos: the EOS after each reply stays a target all the way into the batch, while the
+    padding (the same id) is never one. Masking by id instead of position would lose the EOS."""
     tok = get_tokenizer("gpt2")
-    assert tok.pad_token_id == tok.eos_token_id
-    ex = build_example(Record.alpaca("Count to two.", "1 2"), tok, "alpaca")
-    assert ex.labels[-1] == tok.eos_token_id
+    eos = tok.eos_token_id
+    assert tok.pad_token_id == eos
+    exs = [build_example(Record.alpaca("Count to two.", "1 2"), tok, "alpaca"),
+           build_example(Record.alpaca("Count to ten, please.", "1 2 3 4 5 6 7 8 9 10"), tok, "alpaca")]
+    for ex in exs:
+        assert ex.input_ids[-1] == eos and ex.labels[-1] == eos
+    for packed in (False, True):
+        b = collate(exs, tok.pad_token_id, packed=packed, max_length=128)
+        assert int((b.input_ids == eos).sum()) > len(exs)  # really padded with the EOS id
+        assert int((b.labels == eos).sum()) == len(exs)  # one EOS target per example, no padding
+        assert b.num_trained == sum(ex.num_trained for ex in exs)
 
 
 def test_no_double_bos_when_template_has_one():
@@ -266,6 +293,62 @@ def test_truncation_modes():
         build_examples([long_prompt, long_reply, ok], tok, "alpaca", max_length=limit,
                        truncation="error", cache_dir="none")
     assert "d.jsonl:7" in str(err.value) and "d.jsonl:8" in str(err.value)
+
+
+@pytest.mark.parametrize("kind,template_name", [("llama", "alpaca"), ("gpt2", "raw"), ("chatml", "chatml")])
+def test_truncation_never_cuts_a_reply_silently(kind, template_name):
+    """Any conversation, any --max-length, every --truncation mode: a row that fits is untouched;
+    one that does not is reported with its file:line (drop, error) or, with left, loses prompt
+    tokens only: BOS stays, the last reply and its stop stay trained, every reply still whole
+    in the window stays trained, and a reply cut in two is no longer trained."""
+    tok = get_tokenizer(kind)
+    template = get_template(template_name, tok)
+    stop_id = stop_token_ids(tok, template)[0]
+    bos = adds_bos(tok)
+
+    @SETTINGS
+    @given(conversation(kind), st.data())
+    def prop(conv, data):
+        record = make_record(*conv)
+        built = build_examples([record], tok, template, max_length=10**6, cache_dir="none")
+        assume(built.examples)  # replies holding the stop text are dropped for another reason
+        full = built.examples[0]
+        n = len(full.input_ids)
+        runs = trained_runs(full.input_ids, full.labels, stop_id)
+        nb = 1 if bos and full.input_ids[0] == tok.bos_token_id else 0
+        # Windows starting just before, at and after each reply and stop, besides any length.
+        edges = {nb + n - i + d for s, e in runs for i in (s, e + 1) for d in (-1, 0, 1)}
+        max_length = data.draw(st.one_of(st.sampled_from(sorted(x for x in edges | {n} if x >= 2)),
+                                         st.integers(2, n + 2)), label="max_length")
+        mode = data.draw(st.sampled_from(["drop", "left", "error"]), label="truncation")
+        if mode == "error" and n > max_length:
+            with pytest.raises(DataError, match="mem.jsonl:1"):
+                build_examples([record], tok, template, max_length, mode, cache_dir="none")
+            return
+        got = build_examples([record], tok, template, max_length, mode, cache_dir="none")
+        if n <= max_length:
+            assert not got.dropped
+            assert (got[0].input_ids, got[0].labels) == (full.input_ids, full.labels)
+            return
+        last_reply = n - runs[-1][0]  # reply tokens + stop
+        if mode == "drop" or nb + last_reply > max_length:
+            assert not got.examples
+            assert [(p.path, p.line) for p in got.dropped] == [("mem.jsonl", 1)]
+            assert "max-length" in got.dropped[0].message
+            return
+        if nb + last_reply == max_length:  # no room for any prompt token: either is fine
+            assume(got.examples)
+        assert not got.dropped, got.dropped
+        ex, cut = got[0], n - max_length
+        assert len(ex.input_ids) == max_length
+        assert ex.input_ids == full.input_ids[:nb] + full.input_ids[nb + cut:]  # cut from the left
+        want = [IGNORE] * n
+        for s, e in runs:
+            if s >= nb + cut:  # whole reply (and its stop) inside the window
+                want[s:e + 1] = full.labels[s:e + 1]
+        assert ex.labels == want[:nb] + want[nb + cut:]
+
+    prop()
 
 
 def test_left_truncation_keeps_bos_and_unlabels_a_cut_reply():

@@ -8,7 +8,7 @@ from collections import namedtuple
 
 import pytest
 
-from instruct_tune.errors import ConfigError
+from instruct_tune.errors import ConfigError, DataError
 from instruct_tune.train import outdir
 from instruct_tune.train.outdir import MetricsLog, check_output_dir
 from instruct_tune.train.run import parse_duration, resolve, train
@@ -26,7 +26,7 @@ def test_existing_run_is_never_overwritten_without_a_flag(make_cfg, tmp_path):
     # A start that fails (bad data) deletes nothing, even with --overwrite.
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"instruction": "x"}\n')
-    with pytest.raises(Exception, match="output"):
+    with pytest.raises(DataError, match=r"\[output\]: column missing"):
         train(make_cfg(out=out, data=str(bad), overwrite=True))
     assert (out / "metrics.jsonl").read_text() == before
 
