@@ -315,6 +315,8 @@ def test_truncation_never_cuts_a_reply_silently(kind, template_name):
         full = built.examples[0]
         n = len(full.input_ids)
         runs = trained_runs(full.input_ids, full.labels, stop_id)
+        # Known bug (test_left_truncation_with_back_to_back_replies): remove this line once fixed.
+        assume(all(s > e + 1 for (_, e), (s, _) in zip(runs, runs[1:], strict=False)))
         nb = 1 if bos and full.input_ids[0] == tok.bos_token_id else 0
         # Windows starting just before, at and after each reply and stop, besides any length.
         edges = {nb + n - i + d for s, e in runs for i in (s, e + 1) for d in (-1, 0, 1)}
@@ -349,6 +351,28 @@ def test_truncation_never_cuts_a_reply_silently(kind, template_name):
         assert ex.labels == want[:nb] + want[nb + cut:]
 
     prop()
+
+
+@pytest.mark.xfail(strict=True, reason="_truncate takes back-to-back replies (no prompt tokens "
+                   "between them, e.g. raw template + empty user turn) for one reply")
+def test_left_truncation_with_back_to_back_replies():
+    """Replies separated only by a stop token: the last reply alone decides whether the row fits,
+    and a whole earlier reply at the window's start stays trained."""
+    tok = get_tokenizer("gpt2")
+    template = get_template("raw", tok)
+    stop_id = stop_token_ids(tok, template)[0]
+    rec = make_record(None, [("Say it", "", "hello there"), ("", "", "world peace"),
+                             ("Why is it", "", "end")])
+    full = build_example(rec, tok, template, max_length=10_000)
+    (_, e1), (s2, e2), _ = trained_runs(full.input_ids, full.labels, stop_id)
+    assert s2 == e1 + 1  # the case: reply 2 follows reply 1's stop directly
+    n = len(full.input_ids)
+    ex = build_example(rec, tok, template, max_length=n - s2, truncation="left")
+    assert ex is not None and ex.labels[:e2 - s2 + 1] == full.labels[s2:e2 + 1]  # reply 2 whole
+    two = make_record(None, [("", "", "hello"), ("", "", "world")])
+    full = build_example(two, tok, template, max_length=10_000)
+    assert build_example(two, tok, template, max_length=len(full.input_ids) - 1,
+                         truncation="left") is not None  # "world" + stop fits easily
 
 
 def test_left_truncation_keeps_bos_and_unlabels_a_cut_reply():

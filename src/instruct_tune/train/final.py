@@ -53,9 +53,11 @@ def save_final(accelerator, model, tokenizer, template: Template, stop_ids: list
         if lora:
             if resized:
                 base = str((final / "base").resolve())
-            # peft keeps the adapter part; a resized base already holds the grown embeddings
-            save_adapter(inner, tmp, base, state_dict=state_dict,
-                         with_embeddings=False if resized else "auto")
+            # peft keeps the adapter part (LoRA on embeddings included). Full embedding copies
+            # are never needed: we don't change them except through the adapter, and a resized
+            # base already holds the grown ones. ("auto" would ask the hub whether the base's
+            # vocabulary changed: a network request, and warnings, on every offline save.)
+            save_adapter(inner, tmp, base, state_dict=state_dict, with_embeddings=False)
             core = inner.get_base_model()
             if resized:  # training is over: strip the adapter layers off and save the base
                 core = inner.unload()

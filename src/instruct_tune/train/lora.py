@@ -54,7 +54,7 @@ def _module_name(model, module: torch.nn.Module) -> str:
 
 
 def save_adapter(model: PeftModel, path: Path, base: str, state_dict: dict | None = None,
-                 with_embeddings: bool | str = "auto") -> None:
+                 with_embeddings: bool = False) -> None:
     """Save the adapter (safetensors) with base_model_name_or_path = `base` (absolute if local)."""
     local = Path(base)
     model.peft_config["default"].base_model_name_or_path = (
