@@ -114,12 +114,13 @@ def test_batches_change_with_epoch_and_group_lengths():
 # --- collate ----------------------------------------------------------------------------------
 
 @given(lengths=st.lists(st.integers(1, 40), min_size=1, max_size=12), packed=st.booleans(),
-       seed=st.integers(0, 10))
+       seed=st.integers(0, 10), pad=st.integers(0, 96))
 @settings(max_examples=150, deadline=None)
-def test_collate_layout_mask_and_labels(lengths, packed, seed):
+def test_collate_layout_mask_and_labels(lengths, packed, seed, pad):
+    """pad may be any id, also one the examples use (pad == eos): labels come from positions."""
     exs = make_examples(lengths, seed=seed)
     max_length = 64
-    b = collate(exs, pad_id=0, packed=packed, max_length=max_length)
+    b = collate(exs, pad_id=pad, packed=packed, max_length=max_length)
     nb, width = b.input_ids.shape
     assert width <= max_length and (width % 8 == 0 or width == max_length)
     assert b.labels.shape == b.position_ids.shape == (nb, width)
@@ -140,7 +141,7 @@ def test_collate_layout_mask_and_labels(lengths, packed, seed):
             seg[r, t:t + n] = i
             t += n
         assert (b.labels[r, t:] == IGNORE).all()
-        assert (b.input_ids[r, t:] == 0).all()
+        assert (b.input_ids[r, t:] == pad).all()
     assert b.num_trained == trained == len(b.target_index)
     want_index = [r * width + t for r in range(nb) for t in range(width - 1)
                   if b.labels[r, t + 1] != IGNORE]
@@ -248,6 +249,49 @@ def test_packed_equals_unpacked(arch, impl, monkeypatch):
     (sp, np_), (su, nu) = loss_sum(model, packed), loss_sum(model, padded)
     assert np_ == nu == packed.num_trained == padded.num_trained
     assert abs(sp.item() - su.item()) <= 1e-4 * max(1.0, abs(su.item()))
+
+
+@pytest.mark.parametrize("arch, impl", [("llama", "sdpa"), ("qwen2", "eager"), ("gpt2", "sdpa")])
+def test_packed_logits_equal_each_example_run_alone(arch, impl):
+    """Any lengths, any row size: each example's logits in a packed row equal those of the
+    example run on its own (no batch, no mask, eager attention), and the packed loss equals the
+    padded one. Examples are found in the rows from the ids and position restarts alone."""
+    from instruct_tune.train import attention
+    from instruct_tune.train.loss import loss_sum
+
+    model = build_model(arch, 97, attn_implementation=impl)
+    ref = build_model(arch, 97, attn_implementation="eager")  # same seed: same weights
+    attention.install(model)  # the per-example kernel for sdpa, as loss_sum does
+    impl_now = model.config._attn_implementation
+
+    @given(lengths=st.lists(st.integers(1, 24), min_size=1, max_size=8),
+           max_length=st.integers(24, 64), seed=st.integers(0, 5))
+    @settings(max_examples=20, deadline=None, derandomize=True)
+    def prop(lengths, max_length, seed):
+        exs = make_examples(lengths, seed=seed)
+        b = collate(exs, 0, packed=True, max_length=max_length)
+        with torch.no_grad():
+            logits = model(**model_inputs(b, impl_now), use_cache=False).logits
+        want: dict[tuple, list[torch.Tensor]] = {}
+        for e in exs:
+            with torch.no_grad():
+                alone = ref(input_ids=torch.tensor([e.input_ids]), use_cache=False).logits[0]
+            want.setdefault(tuple(e.input_ids), []).append(alone)
+        for r in range(b.input_ids.shape[0]):
+            starts = (b.position_ids[r] == 0).nonzero().flatten().tolist() + [b.input_ids.shape[1]]
+            for s, e in zip(starts, starts[1:], strict=False):
+                key = tuple(b.input_ids[r, s:e].tolist())
+                if key in want:  # else the padding tail (id 0, never an example id)
+                    assert (logits[r, s:e] - want[key].pop()).abs().max() <= 1e-4
+                    if not want[key]:
+                        del want[key]
+        assert not want, "examples missing from the packed rows"
+        (lp, np_), (lu, nu) = loss_sum(model, b), loss_sum(model, collate(exs, 0, packed=False,
+                                                                            max_length=max_length))
+        assert np_ == nu and abs(lp.item() - lu.item()) <= 1e-4 * max(1.0, abs(lu.item()))
+
+    assert torch.equal(model.lm_head.weight, ref.lm_head.weight)
+    prop()
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])

@@ -149,7 +149,7 @@ class Encoder:
         bad = {self.stop_id, self.eos_id}
         problem = None
         first = row[0][0]
-        if False:
+        if self.bos and first[:len(self.bos)] != self.bos:
             ids += self.bos
             labels += [IGNORE] * len(self.bos)
         for p, r in row:
