@@ -315,8 +315,6 @@ def test_truncation_never_cuts_a_reply_silently(kind, template_name):
         full = built.examples[0]
         n = len(full.input_ids)
         runs = trained_runs(full.input_ids, full.labels, stop_id)
-        # Known bug (test_left_truncation_with_back_to_back_replies): remove this line once fixed.
-        assume(all(s > e + 1 for (_, e), (s, _) in zip(runs, runs[1:], strict=False)))
         nb = 1 if bos and full.input_ids[0] == tok.bos_token_id else 0
         # Windows starting just before, at and after each reply and stop, besides any length.
         edges = {nb + n - i + d for s, e in runs for i in (s, e + 1) for d in (-1, 0, 1)}
@@ -353,8 +351,6 @@ def test_truncation_never_cuts_a_reply_silently(kind, template_name):
     prop()
 
 
-@pytest.mark.xfail(strict=True, reason="_truncate takes back-to-back replies (no prompt tokens "
-                   "between them, e.g. raw template + empty user turn) for one reply")
 def test_left_truncation_with_back_to_back_replies():
     """Replies separated only by a stop token: the last reply alone decides whether the row fits,
     and a whole earlier reply at the window's start stays trained."""

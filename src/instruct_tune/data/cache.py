@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import Problem
 from .records import Record, Source
 
-CACHE_VERSION = "2"  # bump whenever tokenize.py would produce different ids or labels
+CACHE_VERSION = "3"  # bump whenever tokenize.py would produce different ids or labels
 ENV_VAR = "INSTRUCT_TUNE_CACHE"
 MAX_MB_ENV_VAR = "INSTRUCT_TUNE_CACHE_MAX_MB"
 DEFAULT_MAX_MB = 2048  # ~40 data sets of 52k Alpaca rows

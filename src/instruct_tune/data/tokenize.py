@@ -61,8 +61,10 @@ def _truncate(ids, labels, max_length: int, mode: str, nbos: int, stop_id: int):
     sizes = f"{len(ids)} tokens: prompt {n_prompt}, trained {len(ids) - n_prompt}"
     if mode != "left":
         return None, None, f"longer than --max-length {max_length} ({sizes})"
-    last = len(labels)
-    while last > 0 and labels[last - 1] != IGNORE:
+    # The last reply starts after the last prompt token or after the previous reply's stop token
+    # (replies can be back to back, e.g. the raw template with an empty user turn).
+    last = len(labels) - 1
+    while last > 0 and labels[last - 1] != IGNORE and ids[last - 1] != stop_id:
         last -= 1
     reply = len(labels) - last
     if nbos + reply >= max_length:
@@ -72,7 +74,8 @@ def _truncate(ids, labels, max_length: int, mode: str, nbos: int, stop_id: int):
     new_ids, new_labels = ids[:nbos] + ids[nbos + cut:], labels[:nbos] + labels[nbos + cut:]
     # An earlier reply cut in two is only context now: unlabel what is left of it, up to its stop.
     k = nbos
-    while labels[nbos + cut - 1] != IGNORE and new_labels[k] != IGNORE:
+    while (labels[nbos + cut - 1] != IGNORE and ids[nbos + cut - 1] != stop_id
+           and new_labels[k] != IGNORE):
         new_labels[k] = IGNORE
         k += 1
         if new_ids[k - 1] == stop_id:
