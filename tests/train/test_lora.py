@@ -7,8 +7,10 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
+from instruct_tune.errors import ConfigError
 from instruct_tune.models import load_model
 from instruct_tune.train.checkpoint import list_checkpoints
 from instruct_tune.train.run import train
@@ -76,3 +78,13 @@ def test_template_tokens_are_added_trained_and_loadable(make_cfg, tmp_path):
     full = train(make_cfg("llama", out=tmp_path / "chatml-full", template="chatml", max_steps=1,
                           save_every=0))
     assert _logits(AutoModelForCausalLM.from_pretrained(full)).shape[-1] == len(tok)
+
+
+@pytest.mark.parametrize("arch, targets, bad", [("llama", "q_proj,v_prj", "v_prj"),
+                                                ("gpt2", "c_attn,c_projj", "c_projj")])
+def test_a_misspelt_lora_target_is_refused_with_the_real_names(make_cfg, tmp_path, arch, targets,
+                                                               bad):
+    """peft alone trains only the names that match and drops the typo silently."""
+    with pytest.raises(ConfigError, match=rf"'{bad}' matches no layer") as e:
+        train(make_cfg(arch, out=tmp_path / "t", lora=True, lora_targets=targets, max_steps=1))
+    assert targets.split(",")[0] in str(e.value) and "all-linear" in str(e.value)

@@ -30,6 +30,8 @@ def apply_lora(model, cfg: TrainConfig, new_token_ids: list[int] = ()) -> PeftMo
     """Wrap `model` with a LoRA adapter. Rows of tokens the template added are trained too
     (peft trainable tokens), else the model could never read or write them."""
     targets = lora_targets(cfg.lora_targets)
+    if isinstance(targets, list):
+        _check_targets(model, targets)
     token_rows = None
     if new_token_ids:
         names = {"embed": _module_name(model, model.get_input_embeddings())}
@@ -44,6 +46,18 @@ def apply_lora(model, cfg: TrainConfig, new_token_ids: list[int] = ()) -> PeftMo
         return get_peft_model(model, config)
     except ValueError as e:
         raise ConfigError(f"--lora-targets {cfg.lora_targets!r}: {e}") from None
+
+
+def _check_targets(model, targets: list[str]) -> None:
+    """Every name must match a layer: peft silently skips a misspelt one (v_prj) when another
+    name matches, which trains fewer layers than asked for."""
+    names = [n for n, m in model.named_modules()  # layers with a weight matrix: what LoRA adapts
+             if n and getattr(getattr(m, "weight", None), "ndim", 0) == 2]
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        leaves = sorted({n.rsplit(".", 1)[-1] for n in names})
+        raise ConfigError(f"--lora-targets: {', '.join(map(repr, missing))} matches no layer of "
+                          f"this model. Its layer names: {', '.join(leaves)} (or 'all-linear').")
 
 
 def _module_name(model, module: torch.nn.Module) -> str:
