@@ -194,3 +194,16 @@ def test_final_chat_template_prompts_exactly_as_training(make_cfg):
                                       return_dict=False)
         assert list(ids) == encode_prompt(msgs, tok, template)
         assert ids[0] == tok.bos_token_id
+
+
+def test_max_length_below_every_row_says_what_length_is_needed(make_cfg, model_dirs, alpaca_file):
+    from instruct_tune.data.load import load_records
+    from instruct_tune.errors import ConfigError
+
+    tok = load_tokenizer(model_dirs["llama"])
+    full = build_examples(load_records(alpaca_file), tok, get_template("alpaca", tok),
+                          max_length=10**6, cache_dir="none")
+    shortest = min(len(e.input_ids) for e in full.examples)
+    with pytest.raises(ConfigError, match=rf"All {len(full.examples)} train rows are longer than "
+                       rf"--max-length 8 tokens: the shortest needs {shortest},"):
+        train(make_cfg(max_length=8))

@@ -15,7 +15,7 @@ from ..data.records import Record
 from ..data.templates import FormatTemplate, Template, get_template
 from ..data.tokenize import Example, build_examples, stop_token_ids
 from ..data.validate import summarize_problems
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..models import load_model, load_tokenizer
 
 
@@ -51,9 +51,26 @@ def _tokenize(records, tok, template, cfg: TrainConfig, what: str, report: list[
         report.append(f"{what}: dropped {len(result.dropped):,} rows at tokenization ({reasons}; "
                       f"first: {result.dropped[0]})")
     if not result.examples:
+        _none_fit(records, tok, template, cfg, what)
         raise DataError(result.dropped or [], hint=f"No {what} rows left after tokenization: raise "
                         "--max-length or use --truncation left.")
     return list(result.examples)
+
+
+def _none_fit(records, tok, template, cfg: TrainConfig, what: str) -> None:
+    """When every row is too long, one line with the lengths needed says more than a page of
+    'longer than --max-length' rows (only this failure path pays for the second tokenization)."""
+    full = build_examples(records, tok, template, max_length=10**9, truncation="drop",
+                          cache_dir="none")
+    lengths = sorted(len(e.input_ids) for e in full.examples)
+    if len(lengths) != len(records) or lengths[0] <= cfg.max_length:
+        return  # rows were dropped for other reasons too: the full list says which
+    n = len(lengths)
+    median, p95 = lengths[(n - 1) // 2], lengths[max(0, -(-95 * n // 100) - 1)]
+    raise ConfigError(
+        f"All {n:,} {what} rows are longer than --max-length {cfg.max_length} tokens: the "
+        f"shortest needs {lengths[0]:,}, the median {median:,}, the longest {lengths[-1]:,}. "
+        f"Raise --max-length (--max-length {p95} keeps 95% of the rows).")
 
 
 def load_data(cfg: TrainConfig, say: Callable[[str], None]) -> Data:
