@@ -195,8 +195,8 @@ def run(cfg) -> int:
                       trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle,
                       skip_invalid=cfg.skip_invalid, progress=not cfg.json)
     # Print first: should writing --out still fail (disk full), the results are not lost.
-    if cfg.json:
-        print(json.dumps(summary(report), ensure_ascii=False))
+    if cfg.json:  # the whole report, per-row generations included, as --out writes it
+        print(json.dumps(report, ensure_ascii=False))
     else:
         print_report(report)
     if cfg.out:
