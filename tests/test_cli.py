@@ -34,7 +34,7 @@ def test_missing_yaml_is_a_user_error(capsys, tmp_path):
 def test_unknown_command_lists_commands(capsys):
     assert cli.main(["trian"]) == 2
     err = capsys.readouterr().err
-    assert "unknown command 'trian'" in err
+    assert "unknown command 'trian'" in err and "Did you mean 'train'?" in err
     for name in cli.COMMANDS:
         assert name in err
 

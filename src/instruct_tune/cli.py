@@ -109,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"instruct-tune: unknown command '{name}'.\n\n{_usage()}", file=sys.stderr)
+        from difflib import get_close_matches
+
+        close = get_close_matches(name, list(COMMANDS), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        print(f"instruct-tune: unknown command '{name}'.{hint}\n\n{_usage()}", file=sys.stderr)
         return 2
     _wide_when_piped()
     try:

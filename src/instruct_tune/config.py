@@ -69,7 +69,7 @@ class SamplingOptions:
     top_p: float = 1.0
     """Nucleus sampling: sample only from the most likely tokens that add up to this probability (1: all)."""
     seed: int = 0
-    """Seed of the sampler (with --temperature > 0), so a sampled answer can be reproduced."""
+    """Seed of the sampler (with --temperature > 0): the same command, seed and --batch-size give the same answers."""
 
 
 @dataclass
