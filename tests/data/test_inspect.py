@@ -43,7 +43,9 @@ def test_view_shows_rows_specials_and_summary(tmp_path, tok_dirs, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert out.count("d.jsonl:") >= 3  # two row headers + the dropped row's location
-    assert "### Instruction:\nName a color." in out and "Blue.⟨eos⟩" in out
+    assert "### Instruction:\nName a color." in out
+    # Captured output has no colour, so the trained span is bracketed: the reply and its EOS only.
+    assert "### Response:\n⟦Blue.⟨eos⟩⟧" in out and out.count("⟦") == out.count("⟧") >= 3
     assert "⟨bos⟩" in out
     assert "3 rows" in out
     assert "dropped" in out and "longer than --max-length 64" in out and "d.jsonl:3" in out

@@ -25,6 +25,7 @@ from .tokenize import IGNORE, Example, ExampleSet, build_examples, get_encoder
 
 DEFAULT_ROWS = 3
 PROMPT_STYLE, TRAINED_STYLE, SPECIAL_STYLE = "dim", "bold green", "bold black on green"
+OPEN, CLOSE = "⟦", "⟧"  # trained-span marks when there is no colour to show them
 
 
 def _special_names(tokenizer, template: Template) -> dict[int, str]:
@@ -48,9 +49,10 @@ def _runs(ex: Example, specials: dict[int, str]):
             start = i
 
 
-def render_example(ex: Example, tokenizer, specials: dict[int, str]) -> Text:
+def render_example(ex: Example, tokenizer, specials: dict[int, str], marks: bool = False) -> Text:
     """Coloured text of one example. Runs are decoded in context (prefix difference), so
-    SentencePiece's leading-space handling and multi-byte characters come out right."""
+    SentencePiece's leading-space handling and multi-byte characters come out right. With
+    `marks` (no colour: piped, CI logs, NO_COLOR) trained spans are also bracketed ⟦like this⟧."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
 
     def decode(ids):
@@ -59,15 +61,20 @@ def render_example(ex: Example, tokenizer, specials: dict[int, str]) -> Text:
         return tokenizer.decode(ids, skip_special_tokens=False)
 
     out = Text()
-    done = ""
+    done, inside = "", False
     for s, e, trained, special in _runs(ex, specials):
         upto = decode(ex.input_ids[:e])
         piece = upto[len(done):] if upto.startswith(done) else decode(ex.input_ids[s:e])
         done = upto
+        if marks and trained != inside:
+            out.append(OPEN if trained else CLOSE)
+            inside = trained
         if special:
             out.append(specials[ex.input_ids[s]], SPECIAL_STYLE if trained else "dim reverse")
         else:
             out.append(piece, TRAINED_STYLE if trained else PROMPT_STYLE)
+    if inside:
+        out.append(CLOSE)
     return out
 
 
@@ -152,13 +159,15 @@ def run(cfg: InspectConfig) -> int:
         err.print(summary(loaded.records, loaded.skipped, result, template, tokenizer, cfg.max_length))
         return 0
     specials = _special_names(tokenizer, template)
+    marks = out.no_color or not out.is_terminal  # colour is the only other boundary
     for ex in shown:
         n_trained = ex.num_trained
         out.print(f"── {ex.source} · {len(ex.input_ids)} tokens "
                   f"(prompt {len(ex.input_ids) - n_trained}, trained {n_trained})", style="bold")
-        out.print(render_example(ex, tokenizer, specials))
+        out.print(render_example(ex, tokenizer, specials, marks))
     out.print("── summary", style="bold")
-    out.print(Text.assemble(("prompt", PROMPT_STYLE), " · ", ("trained", TRAINED_STYLE), " · ",
+    trained = f"{OPEN}trained{CLOSE}" if marks else "trained"
+    out.print(Text.assemble(("prompt", PROMPT_STYLE), " · ", (trained, TRAINED_STYLE), " · ",
                             ("⟨special⟩", SPECIAL_STYLE)))
     out.print(summary(loaded.records, loaded.skipped, result, template, tokenizer, cfg.max_length))
     return 0
