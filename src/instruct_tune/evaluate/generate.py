@@ -210,8 +210,9 @@ class Generator:
                     results[i] = self._finish(out[row, width:].tolist())
                 advance(len(idx))
         if capped:
-            err.print(f"[yellow]warning:[/] {capped} prompt(s) left room for fewer than {max_new_tokens} "
-                      f"new tokens in the model's {self.context}-token context; they got less.")
+            err.print(f"[yellow]warning:[/] {self.name}: {capped} {'prompt' if capped == 1 else 'prompts'}"
+                      f" left room for fewer than {max_new_tokens} new tokens in the model's "
+                      f"{self.context}-token context; they got less.", highlight=False)
         return results  # type: ignore[return-value]
 
     @torch.inference_mode()

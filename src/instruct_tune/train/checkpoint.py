@@ -6,7 +6,10 @@ plus `trainer_state.json` (step, data position, counters; `extra` holds the data
 under PLANNED_STEPS, the step count the lr schedule was planned for, so a resume with another
 budget can say that the schedule changed). It is first written to
 `checkpoints/.tmp-step-N`, fsynced, then renamed: a directory named `step-N` is always complete, so
-a run killed mid-write resumes from the previous one. Everything read back with torch.load uses
+a run killed mid-write resumes from the previous one. Before the rename, `model_files` (see
+final.checkpoint_files) adds what makes it a model directory as well (config/adapter, tokenizer,
+template), so any checkpoint can be generated with, evaluated or exported like final/; resume
+reads only accelerate's files and ignores those. Everything read back with torch.load uses
 weights_only=True (accelerate's default), so a checkpoint cannot run code.
 """
 
@@ -20,6 +23,7 @@ import re
 import shutil
 import signal
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -80,8 +84,10 @@ def only_trainable(names: set[str]):
     return hook
 
 
-def save_checkpoint(accelerator, out: Path, step: int, state: dict, keep: int) -> Path:
-    """Write checkpoint `step` atomically on all processes, then delete all but the newest `keep`."""
+def save_checkpoint(accelerator, out: Path, step: int, state: dict, keep: int,
+                    model_files: Callable[[Path], None] | None = None) -> Path:
+    """Write checkpoint `step` atomically on all processes, then delete all but the newest `keep`.
+    `model_files(dir)` (main process) adds the files that make it a model directory."""
     root = checkpoints_dir(out)
     tmp, final = root / f".tmp-step-{step}", root / f"step-{step}"
     if accelerator.is_main_process:
@@ -101,6 +107,8 @@ def save_checkpoint(accelerator, out: Path, step: int, state: dict, keep: int) -
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / STATE_FILE).write_text(json.dumps({**state, "step": step}, indent=1))
+        if model_files is not None:
+            model_files(tmp)
         _fsync_tree(tmp)
         if final.exists():  # re-saving a step after a resume: replace the old copy
             shutil.rmtree(final)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import signal
 import time
+from collections.abc import Callable
 from contextlib import nullcontext, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -71,6 +72,7 @@ class Run:
     metrics: MetricsLog
     progress: TrainProgress
     max_time: float | None = None  # seconds for this session
+    model_files: Callable[[Path], None] | None = None  # makes a checkpoint a model directory
 
 
 def train_loop(r: Run) -> str:
@@ -186,7 +188,8 @@ def save(r: Run) -> Path:
     epoch, index = r.plan.position(st.step)
     state = {**asdict(st), "epoch": epoch, "batch_index": index,
              "world_size": r.accelerator.num_processes}
-    return save_checkpoint(r.accelerator, r.out, st.step, state, r.cfg.keep_checkpoints)
+    return save_checkpoint(r.accelerator, r.out, st.step, state, r.cfg.keep_checkpoints,
+                           r.model_files)
 
 
 @torch.no_grad()

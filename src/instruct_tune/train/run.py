@@ -223,8 +223,12 @@ def train(cfg: TrainConfig) -> Path:
         say(f"[yellow]warning:[/] {warn}")
     progress = TrainProgress(plan.total_steps, state.step, enabled=main, quiet=cfg.quiet)
     metrics = MetricsLog(out / "metrics.jsonl", state.step if ckpt else None, enabled=main)
+    from .final import checkpoint_files  # checkpoints are model directories too
+
+    files = checkpoint_files(acc, model, data.tokenizer, data.template, data.stop_ids, out,
+                             lora=cfg.lora, base=cfg.model, resized=bool(new_ids))
     r = Run(cfg, out, acc, model, optimizer, scheduler, plan, eval_plan, state, metrics, progress,
-            parse_duration(cfg.max_time) if cfg.max_time else None)
+            parse_duration(cfg.max_time) if cfg.max_time else None, files)
     try:
         reason = train_loop(r)
     finally:
