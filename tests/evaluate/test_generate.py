@@ -62,7 +62,7 @@ def test_context_limit_caps_new_tokens_and_rejects_long_prompts(model_dirs, caps
     prompt = gen.encode([Message("user", "Say yes.")])
     gen.context = len(prompt) + 5
     assert gen.generate([prompt], max_new_tokens=50)[0].length == 5
-    assert "1 prompt(s) left room for fewer than 50" in capsys.readouterr().err
+    assert "1 prompt left room for fewer than 50" in capsys.readouterr().err
     gen.context = len(prompt)
     with pytest.raises(ConfigError, match="context"):
         gen.generate([prompt], max_new_tokens=5)
