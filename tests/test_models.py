@@ -66,7 +66,7 @@ def test_context_length_reads_the_config(short_ctx_dir, tmp_path):
 def test_inspect_caps_max_length_at_the_context(short_ctx_dir, data, capsys):
     assert main(["inspect", str(data), "--model", str(short_ctx_dir), "--json"]) == 0
     out, err = capsys.readouterr()
-    assert f"--max-length 2048 > the model's context {CONTEXT}; using {CONTEXT}" in err
+    assert f"--max-length 2048 (the default) > the model's context {CONTEXT}; using {CONTEXT}" in err
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == 2 and all(r["num_tokens"] <= CONTEXT for r in rows)
 

@@ -309,7 +309,10 @@ def fit_max_length(max_length: int, name_or_path: str | os.PathLike, say: Callab
     context = context_length(name_or_path, trust_remote_code)
     if context is None or max_length <= context:
         return max_length
-    say(f"--max-length {max_length} > the model's context {context}; using {context}")
+    from .config import DataOptions
+
+    default = " (the default)" if max_length == DataOptions.max_length else ""
+    say(f"--max-length {max_length}{default} > the model's context {context}; using {context}")
     return context
 
 
