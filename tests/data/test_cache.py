@@ -117,3 +117,11 @@ def test_an_entry_larger_than_the_limit_is_still_kept(tmp_path, monkeypatch):
     tok = get_tokenizer("llama")
     build(records(), tok, tmp_path)
     assert build(records(), tok, tmp_path).cached  # the run just made it; the next one reuses it
+
+
+def test_edited_tokenizing_code_does_not_read_old_entries(tmp_path, monkeypatch):
+    tok = get_tokenizer("llama")
+    assert not build(records(), tok, tmp_path).cached
+    assert build(records(), tok, tmp_path).cached
+    monkeypatch.setattr(cache, "code_digest", lambda: "edited encode.py")
+    assert not build(records(), tok, tmp_path).cached

@@ -1,6 +1,6 @@
 """On-disk cache of tokenized examples, keyed by everything that can change the result.
 
-Key = sha256 of (code version, record content and sources, tokenizer (its JSON or vocab, special
+Key = sha256 of (code version and a hash of the tokenizing code's files, record content and sources, tokenizer (its JSON or vocab, special
 tokens, class, a probe encoding), the serialised template, max_length, truncation). A cache entry
 is one uncompressed .npz: flat int32 ids, offsets and the masked (-100) runs, which loads in well under a
 second for 52k rows. Writes go to a temporary file that is renamed into place, so a crash or two
@@ -12,6 +12,7 @@ each write; a hit marks its entry as used.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -26,6 +27,7 @@ from .records import Record, Source
 
 CACHE_VERSION = "3"  # bump whenever tokenize.py would produce different ids or labels
 ENV_VAR = "INSTRUCT_TUNE_CACHE"
+CODE_FILES = ("tokenize.py", "encode.py", "templates.py", "chat_template.py", "cache.py")
 MAX_MB_ENV_VAR = "INSTRUCT_TUNE_CACHE_MAX_MB"
 DEFAULT_MAX_MB = 2048  # ~40 data sets of 52k Alpaca rows
 
@@ -39,6 +41,17 @@ def open_cache(cache_dir: str | os.PathLike | None) -> TokenCache | None:
     if cache_dir is not None and str(cache_dir).strip().lower() == "none":
         return None
     return TokenCache(Path(cache_dir) if cache_dir is not None else default_dir())
+
+
+@functools.cache
+def code_digest() -> str:
+    """Hash of the code that turns records into ids and labels: an edited tokenizer path never
+    reads entries an older version wrote, even if CACHE_VERSION was not bumped."""
+    here = Path(__file__).parent
+    h = hashlib.sha256()
+    for name in CODE_FILES:
+        h.update((here / name).read_bytes())
+    return h.hexdigest()
 
 
 def records_digest(records: list[Record]) -> str:
@@ -82,7 +95,7 @@ class TokenCache:
         self.limit = max_bytes() if limit is None else limit
 
     def key(self, records, tokenizer, template, max_length: int, truncation: str) -> str:
-        parts = [CACHE_VERSION, records_digest(records), tokenizer_digest(tokenizer),
+        parts = [CACHE_VERSION, code_digest(), records_digest(records), tokenizer_digest(tokenizer),
                  json.dumps(template.to_dict(), sort_keys=True, ensure_ascii=False),
                  str(max_length), truncation]
         return hashlib.sha256("\0".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]

@@ -84,6 +84,25 @@ def only_trainable(names: set[str]):
     return hook
 
 
+def _is_ddp(model) -> bool:
+    from torch.nn.parallel import DistributedDataParallel
+
+    return isinstance(model, DistributedDataParallel)
+
+
+def _plain_names(models, weights, output_dir):
+    """Save hook: DDP prefixes every weight name with "module."; store the model's own names, the
+    ones from_pretrained expects, so a checkpoint loads as a model directory."""
+    for i, (model, w) in enumerate(zip(models, weights, strict=False)):
+        if _is_ddp(model):
+            weights[i] = OrderedDict((k.removeprefix("module."), v) for k, v in w.items())
+
+
+def _unwrap_ddp(models, input_dir):
+    """Load hook, the inverse of _plain_names: load plain names into the module DDP wraps."""
+    models[:] = [m.module if _is_ddp(m) else m for m in models]
+
+
 def save_checkpoint(accelerator, out: Path, step: int, state: dict, keep: int,
                     model_files: Callable[[Path], None] | None = None) -> Path:
     """Write checkpoint `step` atomically on all processes, then delete all but the newest `keep`.
@@ -99,9 +118,11 @@ def save_checkpoint(accelerator, out: Path, step: int, state: dict, keep: int,
     quiet = logging.getLogger("accelerate.utils.other")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
+    hook = accelerator.register_save_state_pre_hook(_plain_names)  # after only_trainable's
     try:
         accelerator.save_state(str(tmp))
     finally:
+        hook.remove()
         quiet.setLevel(level)
     test_signal(f"checkpoint:{step}")
     accelerator.wait_for_everyone()
@@ -146,11 +167,16 @@ def load_checkpoint(accelerator, path: Path, *, trainable: set[str] | None = Non
             f"{path} was written by {state.get('world_size', 1)} process(es), this run has "
             f"{accelerator.num_processes}. Resume with the same number of processes.")
     weights = path / "model.safetensors"
-    if trainable is not None and weights.is_file():
+    saved: set[str] = set()
+    if weights.is_file():
         from safetensors import safe_open
 
         with safe_open(str(weights), "pt") as f:
-            missing = trainable - set(f.keys())
+            saved = set(f.keys())
+    # Checkpoints store plain names (_plain_names); older DDP ones have "module." prefixes.
+    plain = not any(k.startswith("module.") for k in saved)
+    if trainable is not None and saved:
+        missing = {n.removeprefix("module.") if plain else n for n in trainable} - saved
         if missing:
             raise ConfigError(f"{path} lacks {len(missing)} trainable weights (e.g. "
                               f"{sorted(missing)[0]}): was it written with other LoRA settings?")
@@ -163,7 +189,12 @@ def load_checkpoint(accelerator, path: Path, *, trainable: set[str] | None = Non
         states = torch_load_safe(rng)
         if not isinstance(states, dict) or not {"random_state", "torch_manual_seed"} <= states.keys():
             raise ValueError(f"{rng.name} lacks the RNG states")
-        accelerator.load_state(str(path), strict=trainable is None)
+        hook = accelerator.register_load_state_pre_hook(_unwrap_ddp) if plain else None
+        try:
+            accelerator.load_state(str(path), strict=trainable is None)
+        finally:
+            if hook is not None:
+                hook.remove()
     except pickle.UnpicklingError:
         raise ConfigError(
             f"{path}: a checkpoint file holds objects other than tensors and plain values, so it "
