@@ -287,3 +287,10 @@ def test_make_shareable_opens_private_dirs_and_files(tmp_path):
     assert stat.S_IMODE(root.stat().st_mode) == 0o755
     assert stat.S_IMODE((root / "sub").stat().st_mode) == 0o755
     assert stat.S_IMODE((root / "sub" / "w.safetensors").stat().st_mode) == 0o644
+
+
+def test_a_bare_training_checkpoint_is_named_as_such(tmp_path):
+    (tmp_path / "trainer_state.json").write_text("{}")
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ModelLoadError, match="training checkpoint .* final/"):
+        load_tokenizer(tmp_path)

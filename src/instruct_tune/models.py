@@ -168,6 +168,16 @@ def adapter_base(path: str | os.PathLike) -> str:
     return base
 
 
+def _refuse_bare_checkpoint(path: Path) -> None:
+    """A training checkpoint without model files (FSDP/DeepSpeed shards, or an older version's)
+    is not a model directory: say what it is rather than that a tokenizer is missing."""
+    if (path / "trainer_state.json").is_file() and not any(
+            (path / f).is_file() for f in ("config.json", "adapter_config.json")):
+        raise ModelLoadError(f"{path} is a training checkpoint holding only the trainer's state "
+                             "(sharded or from an older version), not a model directory. Use the "
+                             "run's final/ directory, or continue training from it with --resume.")
+
+
 def load_tokenizer(name_or_path: str | os.PathLike, trust_remote_code: bool = False):
     """Load a tokenizer; a pad token is set to EOS when missing (labels are masked by position,
     so EOS stays trained even when pad == eos)."""
@@ -176,6 +186,7 @@ def load_tokenizer(name_or_path: str | os.PathLike, trust_remote_code: bool = Fa
     source = model_source(name_or_path, "tokenizer")
     path = source if isinstance(source, Path) else None
     if path is not None and not _has_tokenizer_files(path):
+        _refuse_bare_checkpoint(path)
         raise ModelLoadError(f"{path} has no tokenizer files (tokenizer.json, "
                              "tokenizer_config.json, ...). Save the tokenizer next to the weights "
                              f"with tokenizer.save_pretrained('{path}').")
