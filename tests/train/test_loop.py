@@ -207,3 +207,15 @@ def test_max_length_below_every_row_says_what_length_is_needed(make_cfg, model_d
     with pytest.raises(ConfigError, match=rf"All {len(full.examples)} train rows are longer than "
                        rf"--max-length 8 tokens: the shortest needs {shortest},"):
         train(make_cfg(max_length=8))
+
+
+def test_left_truncation_says_how_much_prompt_was_left(make_cfg, capsys):
+    """Rows cut to --max-length by --truncation left are reported, with a warning when the cut
+    took (nearly) the whole instruction."""
+    train(make_cfg(max_length=24, truncation="left", max_steps=1, save_every=0))
+    err = capsys.readouterr().err
+    assert "--truncation left: up to" in err and "cut to --max-length 24" in err
+    assert "instruction is mostly or entirely gone" in err
+    train(make_cfg(out=None, max_length=512, truncation="left", max_steps=1, save_every=0,
+                   overwrite=True))
+    assert "--truncation left" not in capsys.readouterr().err  # nothing was cut

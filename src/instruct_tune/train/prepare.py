@@ -54,7 +54,24 @@ def _tokenize(records, tok, template, cfg: TrainConfig, what: str, report: list[
         _none_fit(records, tok, template, cfg, what)
         raise DataError(result.dropped or [], hint=f"No {what} rows left after tokenization: raise "
                         "--max-length or use --truncation left.")
+    if cfg.truncation == "left" and (cut := _left_cut_note(result.examples, cfg.max_length)):
+        report.append(f"{what}: {cut}")
     return list(result.examples)
+
+
+def _left_cut_note(examples: list[Example], max_length: int) -> str | None:
+    """What --truncation left did: rows cut from the left end exactly at --max-length, and how
+    much prompt the worst of them kept (a few tokens means the instruction itself is gone)."""
+    at_limit = [e for e in examples if len(e.input_ids) == max_length]
+    if not at_limit:
+        return None
+    kept = min(next((i for i, y in enumerate(e.labels) if y != -100), 0) for e in at_limit)
+    note = (f"--truncation left: up to {len(at_limit):,} rows cut to --max-length {max_length}; "
+            f"the shortest prompt left has {kept} tokens")
+    if kept < 16:
+        note += (" [yellow](its instruction is mostly or entirely gone: raise --max-length or "
+                 "use --truncation drop)[/]")
+    return note
 
 
 def _none_fit(records, tok, template, cfg: TrainConfig, what: str) -> None:
