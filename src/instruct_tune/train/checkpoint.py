@@ -77,10 +77,16 @@ def _fsync_tree(path: Path) -> None:
 
 def only_trainable(names: set[str]):
     """An accelerate save-state hook that keeps only trainable weights (LoRA: the adapter, not the
-    frozen base model, which would make every checkpoint as big as the model)."""
+    frozen base model, which would make every checkpoint as big as the model).
+    Names are compared without DDP's "module." prefix: `names` come from the wrapped model, but
+    accelerate hands this hook the state dict of the model it keeps, the unwrapped one, so a
+    plain comparison matched nothing and multi-process LoRA checkpoints held no weights."""
+    plain = {n.removeprefix("module.") for n in names}
+
     def hook(models, weights, output_dir):
         for i, w in enumerate(weights):
-            weights[i] = OrderedDict((k, v) for k, v in w.items() if k in names)
+            weights[i] = OrderedDict((k, v) for k, v in w.items()
+                                     if k.removeprefix("module.") in plain)
     return hook
 
 
@@ -175,7 +181,14 @@ def load_checkpoint(accelerator, path: Path, *, trainable: set[str] | None = Non
             saved = set(f.keys())
     # Checkpoints store plain names (_plain_names); older DDP ones have "module." prefixes.
     plain = not any(k.startswith("module.") for k in saved)
-    if trainable is not None and saved:
+    # An existing but empty weights file is checked too: it resumed silently from the initial
+    # adapter (multi-process LoRA checkpoints before only_trainable stripped "module.").
+    if trainable is not None and weights.is_file():
+        if not saved:
+            raise ConfigError(f"{path / 'model.safetensors'} holds no trainable weights (written "
+                              "by an older instruct-tune under several processes), so it cannot "
+                              "be resumed exactly. Start over with --overwrite; the adapter in "
+                              f"{path} can still be used as a model directory.")
         missing = {n.removeprefix("module.") if plain else n for n in trainable} - saved
         if missing:
             raise ConfigError(f"{path} lacks {len(missing)} trainable weights (e.g. "
