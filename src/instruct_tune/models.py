@@ -22,13 +22,16 @@ import torch
 
 from .errors import ModelLoadError
 from .hub import cached_snapshot, is_hub_name, resolve_hub, shadowing_folder
+from .model_safety import (
+    NOT_WEIGHTS,
+    PICKLE_SUFFIXES,
+    auto_map_files,
+    check_remote_code,
+    check_weights,
+    remote_code_error,
+)
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-# Pickles in HF Trainer checkpoint dirs that are not weights (never loaded by us).
-NOT_WEIGHTS = ("training_args", "optimizer", "scheduler", "scaler", "rng_state", "random_states")
 TOKENIZER_FILES = ("tokenizer", "vocab", "merges", "spiece", "sentencepiece")  # name prefixes
-PICKLE_RISK = ("Loading a pickle can run arbitrary code (torch's weights_only guard narrows this "
-               "but has been bypassed before, e.g. CVE-2025-32434).")
 
 
 def _first_line(e: BaseException) -> str:
@@ -110,50 +113,6 @@ def _hub_error(name: str, what: str, e: BaseException) -> ModelLoadError:
                           "pass a local model directory.")
 
 
-def _remote_code_error(where: Path, files: list[str]) -> ModelLoadError:
-    shipped = f" ({', '.join(files)})" if files else ""
-    return ModelLoadError(
-        f"{where} needs the Python code shipped with the model{shipped} to load (auto_map). "
-        "instruct-tune never runs a model's own code by default. Read that code, and pass "
-        "--trust-remote-code only if you trust it.")
-
-
-def _auto_map_files(auto_map: dict) -> list[str]:
-    refs = [r for v in auto_map.values() for r in (v if isinstance(v, list) else [v]) if r]
-    return sorted({str(r).split("--")[-1].rsplit(".", 1)[0] + ".py" for r in refs})
-
-
-def _check_remote_code(path: Path, config: dict, trust_remote_code: bool) -> None:
-    """Refuse a model that only loads by running its own code. transformers would raise too, but
-    this names the files. A model whose type transformers knows loads with the built-in code, as
-    transformers does itself: nothing of the directory's runs."""
-    from transformers import CONFIG_MAPPING
-
-    auto_map = config.get("auto_map")
-    known = config.get("model_type") in CONFIG_MAPPING
-    if trust_remote_code or not isinstance(auto_map, dict) or known:
-        return
-    raise _remote_code_error(path / "config.json", _auto_map_files(auto_map))
-
-
-def _check_weights(path: Path, allow_pickle: bool) -> None:
-    files = [p.name for p in path.iterdir()]
-    if any(f.endswith(".safetensors") for f in files):
-        return  # safetensors win: use_safetensors=True (or transformers' own preference)
-    pickled = sorted(f for f in files
-                     if f.endswith(PICKLE_SUFFIXES) and not f.startswith(NOT_WEIGHTS))
-    if pickled and not allow_pickle:
-        raise ModelLoadError(
-            f"{path} has only pickle-based weights ({', '.join(pickled[:3])}). {PICKLE_RISK} "
-            "If you trust the source, pass --allow-pickle, or convert them to safetensors once: "
-            f"instruct-tune export {path} --to NEW_DIR --allow-pickle.")
-    if not pickled:
-        raise ModelLoadError(
-            f"{path} has no weights (no *.safetensors file next to config.json). Was saving "
-            f"interrupted, or only the config copied? Save the model with "
-            f"model.save_pretrained('{path}').")
-
-
 def is_adapter_dir(name_or_path: str | os.PathLike) -> bool:
     return (Path(name_or_path) / "adapter_config.json").is_file()
 
@@ -202,8 +161,8 @@ def load_tokenizer(name_or_path: str | os.PathLike, trust_remote_code: bool = Fa
         if "trust_remote_code" in str(e):
             fname, cfg = next(((n, c) for n, c in configs.items()
                                if isinstance(c.get("auto_map"), dict)), ("", {}))
-            raise _remote_code_error(path / fname if path and fname else Path(str(name_or_path)),
-                                     _auto_map_files(cfg.get("auto_map", {}))) from None
+            raise remote_code_error(path / fname if path and fname else Path(str(name_or_path)),
+                                     auto_map_files(cfg.get("auto_map", {}))) from None
         if path is None:
             raise _hub_error(str(name_or_path), "tokenizer", e) from None
         raise ModelLoadError(
@@ -232,8 +191,8 @@ def load_model(name_or_path: str | os.PathLike, *, dtype: torch.dtype = torch.fl
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{path} is not a model directory (no config.json). Point --model "
                                  "at the directory that model.save_pretrained() wrote.")
-        _check_remote_code(path, _read_json(path / "config.json"), trust_remote_code)
-        _check_weights(path, allow_pickle)
+        check_remote_code(path, _read_json(path / "config.json"), trust_remote_code)
+        check_weights(path, allow_pickle)
     where = str(path or name_or_path)
     try:
         model = AutoModelForCausalLM.from_pretrained(
@@ -259,7 +218,7 @@ def _load_adapter(path: Path, dtype, trust_remote_code: bool, allow_pickle: bool
         raise ModelLoadError(
             f"{path} is a LoRA adapter whose base model could not be loaded: {e}\n(the base is "
             f"base_model_name_or_path in {path / 'adapter_config.json'})") from None
-    _check_weights(path, allow_pickle)
+    check_weights(path, allow_pickle)
     try:
         return PeftModel.from_pretrained(model, str(path))
     except Exception as e:
@@ -281,7 +240,7 @@ def _load_error(e: Exception, where: str, hub: bool) -> Exception:
                               f"({_first_line(e)}). Was a download or save interrupted? Re-save "
                               "or re-download the model.")
     if isinstance(e, ValueError) and "trust_remote_code" in str(e):
-        return _remote_code_error(Path(where), [])
+        return remote_code_error(Path(where), [])
     if hub and isinstance(e, OSError):
         return _hub_error(where, "model", e)
     if isinstance(e, (OSError, ValueError, RuntimeError, KeyError)):
