@@ -49,9 +49,11 @@ def print_report(report: dict, console: Console | None = None) -> None:
     """Print the metrics (side by side with the base model when compared), per task, samples."""
     console = console or Console()
     base = report.get("base")
-    title = (f"{report['model']}: {report['n']} records, template {report.get('template')}, "
-             f"max {report.get('max_new_tokens')} new tokens")
-    table = Table(title=Text(title), title_justify="left")
+    # A heading line, not the table's title: a title wraps at the (narrow) table's width.
+    console.print(Text(f"{report['model']}: {report['n']} records, template "
+                       f"{report.get('template')}, max {report.get('max_new_tokens')} new tokens",
+                       style="italic"), soft_wrap=True)
+    table = Table()
     table.add_column("metric")
     if base:
         table.add_column("base", justify="right")
