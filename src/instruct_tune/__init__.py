@@ -6,8 +6,14 @@ The Python API mirrors the CLI; names are imported lazily so `import instruct_tu
 from __future__ import annotations
 
 import importlib
+import warnings
 
 __version__ = "0.1.0"
+
+# peft reads transformers' deprecated `is_gradient_checkpointing`: noise for our users, whatever
+# they call (the CLI or the Python API). Only this message is hidden.
+warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing\W? is deprecated",
+                        category=FutureWarning)
 
 _API = {
     "Record": "instruct_tune.data.records",

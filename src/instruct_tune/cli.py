@@ -11,7 +11,6 @@ import importlib
 import os
 import signal
 import sys
-import warnings
 
 import tyro
 
@@ -74,12 +73,10 @@ def parse(name: str, argv: list[str]):
 
 def _quiet_libraries() -> None:
     """Hide library noise that says nothing to our users: transformers' "Loading weights" /
-    "Writing model shards" bars and info logs, and a deprecation warning peft triggers. Env vars
+    "Writing model shards" bars and info logs (peft's deprecation noise: see __init__). Env vars
     when transformers is not imported yet (so --help stays fast), its switches when it is."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing\W? is deprecated",
-                            category=FutureWarning)
     if "transformers" in sys.modules:
         from transformers.utils import logging
 
