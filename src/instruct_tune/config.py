@@ -19,6 +19,11 @@ from tyro.conf import Positional
 from .errors import ConfigError
 
 RecordFormat = Literal["auto", "alpaca", "prompt_completion", "chat"]
+# Optional strings with a metavar that says what goes there (tyro would print "{None}|STR").
+OptPath = Annotated[str | None, tyro.conf.arg(metavar="PATH")]
+Columns = Annotated[str | None, tyro.conf.arg(metavar="FIELD=COLUMN,...")]
+Text = Annotated[str | None, tyro.conf.arg(metavar="TEXT")]
+OptTemplate = Annotated[str | None, tyro.conf.arg(metavar="NAME|PATH")]
 Truncation = Literal["drop", "left", "error"]
 
 
@@ -33,7 +38,7 @@ class DataOptions:
 
     format: RecordFormat = "auto"
     """Record format; auto-detected from the columns unless given."""
-    columns: str | None = None
+    columns: Columns = None
     """Map other column names, e.g. 'instruction=question,output=answer'."""
     template: str = "alpaca"
     """Prompt template: alpaca, chatml, raw, model (the tokenizer's chat_template) or a .yaml/.jinja path."""
@@ -174,7 +179,7 @@ class _Generate:
     """A trained run's final/ directory (or any model directory)."""
     input: str = ""
     """Optional input block for the instruction."""
-    template: str | None = None
+    template: OptTemplate = None
     """Used only when the model directory has no saved template."""
 
 
@@ -187,9 +192,9 @@ class GenerateConfig(ModelOptions, SamplingOptions, _Generate):
 class _Chat:
     model: Annotated[Positional[str], tyro.conf.arg(metavar="MODEL")] = ""
     """A trained run's final/ directory (or any model directory)."""
-    template: str | None = None
+    template: OptTemplate = None
     """Used only when the model directory has no saved template."""
-    system: str | None = None
+    system: Text = None
     """System message, for templates that have one (chatml, model)."""
 
 
@@ -204,9 +209,9 @@ class _Eval:
     """The model to evaluate, usually a trained run's final/ directory."""
     data: str = ""
     """Held-out records with the expected `output`."""
-    compare: str | None = None
+    compare: OptPath = None
     """Base model directory to evaluate with the same template, side by side."""
-    out: str | None = None
+    out: OptPath = None
     """Write the report as JSON here."""
     json: bool = False
     """Print the report as JSON instead of tables."""
@@ -214,11 +219,11 @@ class _Eval:
     """How many sample generations to show side by side."""
     batch_size: int = 16
     """Prompts generated together."""
-    template: str | None = None
+    template: OptTemplate = None
     """Used only when the model directory has no saved template."""
     format: RecordFormat = "auto"
     """Record format; auto-detected from the columns unless given."""
-    columns: str | None = None
+    columns: Columns = None
     """Map other column names, e.g. 'instruction=question,output=answer'."""
     skip_invalid: bool = False
     """Drop invalid rows (and report how many and why) instead of stopping."""
@@ -239,7 +244,7 @@ class _Export:
     """Merge a LoRA adapter into the base weights."""
     overwrite: bool = False
     """Replace a non-empty --to directory."""
-    template: str | None = None
+    template: OptTemplate = None
     """Used only when the model directory has no saved template."""
 
 
@@ -252,9 +257,9 @@ class ExportConfig(ModelOptions, _Export):
 class _Audit:
     data: Annotated[Positional[str], tyro.conf.arg(metavar="DATA")] = ""
     """Data file (JSON, JSONL, CSV, Parquet) or a datasets name/directory."""
-    model: str | None = None
+    model: OptPath = None
     """Tokenizer for token counts and truncation checks."""
-    eval_data: str | None = None
+    eval_data: OptPath = None
     """Check this eval set for contamination by the training data."""
     json: bool = False
     """Print the report as JSON."""
@@ -266,7 +271,7 @@ class _Audit:
     """With --model: flag rows longer than this many tokens (train would drop them)."""
     format: RecordFormat = "auto"
     """Record format; auto-detected from the columns unless given."""
-    columns: str | None = None
+    columns: Columns = None
     """Map other column names, e.g. 'instruction=question,output=answer'."""
     skip_invalid: bool = True
     """Audit the valid rows and count the invalid ones (--no-skip-invalid: stop at them)."""
@@ -281,7 +286,7 @@ class AuditConfig(ModelOptions, _Audit):
 class DemoConfig:
     out: str = "instruct-tune-demo"
     """Output directory: data/, train/final/ (the tuned model), eval/, report.md, loss_curve.png."""
-    model: str | None = None
+    model: OptPath = None
     """Run the demo on your own base model (directory or hub name) instead of the local one."""
     fast: bool = False
     """A shorter version (a few minutes on a laptop) for tests and CI."""
