@@ -10,7 +10,7 @@ import pytest
 from instruct_tune.train import run
 from instruct_tune.train.plan import Plan
 from instruct_tune.train.run import train
-from tests.train.conftest import metrics
+from tests.train.conftest import load_weights, max_abs_diff, metrics
 
 
 @pytest.fixture
@@ -29,13 +29,28 @@ def _plan(n: int, max_steps: int | None, epochs: float = 3.0) -> Plan:
 
 
 def test_max_steps_overrides_epochs_and_cycles_over_the_data():
-    plan = _plan(10, max_steps=12, epochs=1)  # 5 micro-batches an epoch; 12 steps = 36 = 7.2 epochs
-    assert plan.total_steps == 12
+    plan = _plan(10, max_steps=12, epochs=1)  # steps of 2 x 3 rows: an epoch is 6 + 4 rows
+    assert plan.total_steps == 12 and plan.per_epoch == 2
     seen = [i for s in range(plan.total_steps) for b in plan.step_batches(s) for i in b]
-    assert len(seen) == 12 * 3 * 2
-    assert all(seen.count(i) >= 7 for i in range(10))  # every row, every full epoch
+    assert all(seen.count(i) == 6 for i in range(10))  # 12 steps = 6 epochs, every row each time
     assert _plan(10, max_steps=1, epochs=100).total_steps == 1
-    assert _plan(10, max_steps=None, epochs=1).total_steps == 2  # ceil(5 / 3)
+    assert _plan(10, max_steps=None, epochs=1).total_steps == 2
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_the_batch_accumulation_split_does_not_change_the_run(make_cfg, tmp_path, packing):
+    """--batch-size 4, 2 x --grad-accum 2 and 1 x --grad-accum 4 train the same rows in every
+    step, with the same loss normalisation: the same losses and weights (up to float order)."""
+    runs = [train(make_cfg(out=tmp_path / f"{b}x{a}", batch_size=b, grad_accum=a, max_steps=4,
+                           packing=packing, max_length=128, save_every=0))
+            for b, a in ((4, 1), (2, 2), (1, 4))]
+    logs = [metrics(f.parent) for f in runs]
+    assert [r["trained_tokens"] for r in logs[0]] == [r["trained_tokens"] for r in logs[1]] \
+        == [r["trained_tokens"] for r in logs[2]]
+    for other in logs[1:]:
+        assert [r["loss"] for r in other] == pytest.approx([r["loss"] for r in logs[0]], rel=1e-5)
+    weights = [load_weights(f) for f in runs]
+    assert max(max_abs_diff(weights[0], w) for w in weights[1:]) < 1e-5
 
 
 def test_train_runs_max_steps_past_the_default_epochs(make_cfg, said):

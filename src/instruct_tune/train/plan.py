@@ -1,10 +1,12 @@
 """Which examples each optimizer step trains on, on each process: the run's data schedule.
 
-The micro-batches of all epochs form one stream: epoch e is `pack.batches(seed, epoch=e)`, a pure
-function of the seed and the epoch, so a resumed run recomputes it and skips exactly what was
-trained (the data position is just the step). Optimizer step k takes micro-batches
-[k * grad_accum, (k + 1) * grad_accum) of the stream; a step may span an epoch boundary, so no
-row is ever dropped.
+Epoch e is a list of optimizer steps, `pack.batches(seed, epoch=e)` with step-sized batches
+(`batch_size * grad_accum * world` rows, or packed rows): a pure function of the seed and the
+epoch, so a resumed run recomputes it and skips exactly what was trained (the data position is
+just the step). Each step's rows are then split into `grad_accum` micro-batches. So a step trains
+the same rows however it is split: `--batch-size 8` and `--batch-size 2 --grad-accum 4` take the
+same optimizer steps. As in HF Trainer, a step never spans two epochs (an epoch's last step may
+be smaller), so no row is ever dropped or seen twice within an epoch.
 
 Every micro-batch is a *global* batch of `batch_size * world` rows; process r trains rows
 r, r + world, ... of it. Every process knows the whole plan, so the trained-token count of a step
@@ -33,43 +35,50 @@ class Plan:
         self.packing, self.max_length, self.seed, self.pad_id = packing, max_length, seed, pad_id
         self.global_batch = batch_size * world
         self.shuffle = shuffle
-        self._epochs: dict[int, list[list[int]]] = {}
+        self._epochs: dict[int, list[list[list[int]]]] = {}
         self.trained = [trained_count(e.labels) for e in examples]
         self.lengths = [len(e.input_ids) for e in examples]
-        self.per_epoch = len(self.epoch(0))
-        if max_steps:  # HF Trainer/TRL semantics: --max-steps overrides --epochs, cycling epochs
-            self.total_micro = max_steps * grad_accum
-        else:
-            self.total_micro = max(1, math.ceil(epochs * self.per_epoch))
-        self.total_steps = math.ceil(self.total_micro / grad_accum)
+        self.per_epoch = len(self.epoch(0))  # optimizer steps
+        # HF Trainer/TRL semantics: --max-steps overrides --epochs, cycling epochs.
+        self.total_steps = max_steps or max(1, math.ceil(epochs * self.per_epoch))
 
-    def epoch(self, e: int) -> list[list[int]]:
+    def epoch(self, e: int) -> list[list[list[int]]]:
+        """Epoch e's optimizer steps, each a list of global micro-batches (example indices)."""
         if e not in self._epochs:
-            if len(self._epochs) > 2:  # a step spans few epochs (many only if an epoch is tiny)
+            if len(self._epochs) > 2:  # a run only looks at the current epoch (and the next)
                 self._epochs.pop(min(self._epochs))
             self._epochs[e] = self._build_epoch(e)
         return self._epochs[e]
 
-    def _build_epoch(self, e: int) -> list[list[int]]:
+    def _build_epoch(self, e: int) -> list[list[list[int]]]:
         if not self.shuffle:  # eval: fixed order, length-grouped to waste little padding
             order = sorted(range(len(self.lengths)), key=lambda i: -self.lengths[i])
-            return [order[k:k + self.global_batch] for k in range(0, len(order), self.global_batch)]
-        return batches(self.lengths, self.global_batch, packing=self.packing,
-                       max_length=self.max_length, seed=self.seed, epoch=e)
+            return [[order[k:k + self.global_batch]]
+                    for k in range(0, len(order), self.global_batch)]
+        steps = batches(self.lengths, self.global_batch * self.grad_accum, packing=self.packing,
+                        max_length=self.max_length, seed=self.seed, epoch=e)
+        return [self._micro_batches(rows) for rows in steps]
+
+    def _micro_batches(self, indices: list[int]) -> list[list[int]]:
+        """A step's examples as micro-batches of `global_batch` rows (packed: bins)."""
+        if self.packing:
+            bins = pack([self.lengths[i] for i in indices], self.max_length)
+            units = [[indices[j] for j in b] for b in bins]
+        else:
+            units = [[i] for i in indices]
+        return [[i for u in units[k:k + self.global_batch] for i in u]
+                for k in range(0, len(units), self.global_batch)]
 
     def position(self, step: int) -> tuple[int, int]:
-        """(epoch, batch index within it) where optimizer step `step` (0-based) starts."""
-        micro = min(step * self.grad_accum, self.total_micro)
-        return divmod(micro, self.per_epoch)
+        """(epoch, step index within it) where optimizer step `step` (0-based) starts."""
+        return divmod(min(step, self.total_steps), self.per_epoch)
 
     def epochs_done(self, steps: int) -> float:
-        return min(steps * self.grad_accum, self.total_micro) / self.per_epoch
+        return min(steps, self.total_steps) / self.per_epoch
 
     def step_batches(self, step: int) -> list[list[int]]:
         """The global micro-batches (example indices) of optimizer step `step` (0-based)."""
-        lo = step * self.grad_accum
-        hi = min(lo + self.grad_accum, self.total_micro)
-        return [self.epoch(m // self.per_epoch)[m % self.per_epoch] for m in range(lo, hi)]
+        return self.epoch(step // self.per_epoch)[step % self.per_epoch]
 
     def tokens(self, micro: list[list[int]]) -> tuple[int, int]:
         """(trained targets, real tokens) of these global micro-batches, over all processes."""
@@ -90,14 +99,13 @@ class Plan:
         return collate(rows, self.pad_id, packed=self.packing, max_length=self.max_length), weight
 
     def rows_per_step(self) -> float:
-        """Mean examples an optimizer step trains on (with packing: over all its packed rows).
-        Each epoch holds every example once, in `per_epoch` micro-batches."""
-        return len(self.examples) * self.grad_accum / self.per_epoch
+        """Mean examples an optimizer step trains on (with packing: over all its packed rows)."""
+        return len(self.examples) / self.per_epoch
 
     def padding_share(self) -> float:
         """Share of the trained slots that are padding, for epoch 0 (shown in the header)."""
         real = slots = 0
-        for b in self.epoch(0):
+        for b in (micro for step in self.epoch(0) for micro in step):
             lengths = [self.lengths[i] for i in b]
             real += sum(lengths)
             if self.packing:  # collate pads each packed row to the batch's longest row
