@@ -110,3 +110,15 @@ def test_unmapped_input_like_column_is_warned_about(command, tmp_path, tok_dirs,
     assert main([command, str(data), "--columns", "instruction=question,output=answer", *extra]) == 0
     err = capsys.readouterr().err
     assert "'context' is not mapped to input" in err and "input=context" in err
+
+
+def test_left_truncation_is_summarised_with_what_the_prompt_kept(tmp_path, tok_dirs, capsys):
+    data = data_file(tmp_path, ROWS)  # row 3's 80-word instruction is cut from the left
+    assert main(["inspect", str(data), "--model", str(tok_dirs["llama"]), "--max-length", "24",
+                 "--truncation", "left", "--cache-dir", "none", "--json"]) == 0
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    cut = [r for r in rows if r["num_tokens"] == 24]
+    kept = min(next(i for i, y in enumerate(r["labels"]) if y != -100) for r in cut)
+    assert f"up to {len(cut)} rows cut to --max-length 24" in err
+    assert f"the shortest prompt left has {kept} tokens" in err

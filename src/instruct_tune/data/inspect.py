@@ -21,7 +21,7 @@ from ..config import InspectConfig
 from ..errors import ConfigError, Problem
 from .records import Record
 from .templates import Template, get_template
-from .tokenize import IGNORE, Example, ExampleSet, build_examples, get_encoder
+from .tokenize import IGNORE, Example, ExampleSet, build_examples, get_encoder, left_cut_note
 
 DEFAULT_ROWS = 3
 PROMPT_STYLE, TRAINED_STYLE, SPECIAL_STYLE = "dim", "bold green", "bold black on green"
@@ -99,7 +99,7 @@ def _grouped(problems: list[Problem], top: int = 5) -> list[tuple[str, str]]:
 
 
 def summary(records: list[Record], skipped, result: ExampleSet, template: Template,
-            tokenizer, max_length: int) -> Text:
+            tokenizer, max_length: int, truncation: str = "drop") -> Text:
     """The summary as aligned 'label  value' lines (plain lines: long paths are never cut)."""
     lengths = np.array([len(e.input_ids) for e in result.examples] or [0])
     trained = sum(e.num_trained for e in result.examples)
@@ -116,6 +116,8 @@ def summary(records: list[Record], skipped, result: ExampleSet, template: Templa
     p50, p90, p99 = np.percentile(lengths, [50, 90, 99])
     lines.append(("length", f"p50 {p50:.0f} · p90 {p90:.0f} · p99 {p99:.0f} · max {lengths.max()} "
                             f"(--max-length {max_length})"))
+    if truncation == "left" and (cut := left_cut_note(result.examples, max_length)):
+        lines.append(("truncated", cut[0] + (f" ({cut[1]})" if cut[1] else "")))
     text = Text()
     for label, value in lines:
         text.append(f"{label:<9} ", "bold")
@@ -147,7 +149,7 @@ def run(cfg: InspectConfig) -> int:
     n = cfg.n if cfg.n is not None else (0 if cfg.json else DEFAULT_ROWS)
     shown = result.examples if n <= 0 else result.examples[:n]
     out = Console(soft_wrap=True, highlight=False)
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     if cfg.json:
         by_source = {(r.source.path, r.source.line): r for r in loaded.records}
         for ex in shown:
@@ -156,7 +158,8 @@ def run(cfg: InspectConfig) -> int:
                    "labels": ex.labels, "text": template.render_text(rec, tokenizer.eos_token),
                    "num_tokens": len(ex.input_ids), "num_trained": ex.num_trained}
             sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
-        err.print(summary(loaded.records, loaded.skipped, result, template, tokenizer, cfg.max_length))
+        err.print(summary(loaded.records, loaded.skipped, result, template, tokenizer, cfg.max_length,
+                    cfg.truncation))
         return 0
     specials = _special_names(tokenizer, template)
     marks = out.no_color or not out.is_terminal  # colour is the only other boundary
@@ -169,5 +172,6 @@ def run(cfg: InspectConfig) -> int:
     trained = f"{OPEN}trained{CLOSE}" if marks else "trained"
     out.print(Text.assemble(("prompt", PROMPT_STYLE), " · ", (trained, TRAINED_STYLE), " · ",
                             ("⟨special⟩", SPECIAL_STYLE)))
-    out.print(summary(loaded.records, loaded.skipped, result, template, tokenizer, cfg.max_length))
+    out.print(summary(loaded.records, loaded.skipped, result, template, tokenizer, cfg.max_length,
+                    cfg.truncation))
     return 0

@@ -83,6 +83,21 @@ def _truncate(ids, labels, max_length: int, mode: str, nbos: int, stop_id: int):
     return new_ids, new_labels, None
 
 
+def left_cut_note(examples: Sequence[Example], max_length: int) -> tuple[str, str] | None:
+    """What --truncation left did, for the user: (rows cut from the left exactly at --max-length
+    and the least prompt any of them kept, a warning when that is a few tokens: the instruction
+    itself is gone). None when no row was cut."""
+    at_limit = [e for e in examples if len(e.input_ids) == max_length]
+    if not at_limit:
+        return None
+    kept = min(next((i for i, y in enumerate(e.labels) if y != IGNORE), 0) for e in at_limit)
+    note = (f"--truncation left: up to {len(at_limit):,} rows cut to --max-length {max_length}; "
+            f"the shortest prompt left has {kept} tokens")
+    gone = ("its instruction is mostly or entirely gone: raise --max-length or use --truncation "
+            "drop") if kept < 16 else ""
+    return note, gone
+
+
 @contextlib.contextmanager
 def gc_paused():
     """Building millions of small acyclic lists makes CPython's cyclic GC rescan them over and

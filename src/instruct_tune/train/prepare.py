@@ -13,7 +13,7 @@ from ..config import TrainConfig
 from ..data.load import format_summary, load_records_report
 from ..data.records import Record
 from ..data.templates import FormatTemplate, Template, get_template
-from ..data.tokenize import Example, build_examples, stop_token_ids
+from ..data.tokenize import Example, build_examples, left_cut_note, stop_token_ids
 from ..data.validate import summarize_problems
 from ..errors import ConfigError, DataError
 from ..models import load_model, load_tokenizer
@@ -54,24 +54,10 @@ def _tokenize(records, tok, template, cfg: TrainConfig, what: str, report: list[
         _none_fit(records, tok, template, cfg, what)
         raise DataError(result.dropped or [], hint=f"No {what} rows left after tokenization: raise "
                         "--max-length or use --truncation left.")
-    if cfg.truncation == "left" and (cut := _left_cut_note(result.examples, cfg.max_length)):
-        report.append(f"{what}: {cut}")
+    if cfg.truncation == "left" and (cut := left_cut_note(result.examples, cfg.max_length)):
+        note, gone = cut
+        report.append(f"{what}: {note}" + (f" [yellow]({gone})[/]" if gone else ""))
     return list(result.examples)
-
-
-def _left_cut_note(examples: list[Example], max_length: int) -> str | None:
-    """What --truncation left did: rows cut from the left end exactly at --max-length, and how
-    much prompt the worst of them kept (a few tokens means the instruction itself is gone)."""
-    at_limit = [e for e in examples if len(e.input_ids) == max_length]
-    if not at_limit:
-        return None
-    kept = min(next((i for i, y in enumerate(e.labels) if y != -100), 0) for e in at_limit)
-    note = (f"--truncation left: up to {len(at_limit):,} rows cut to --max-length {max_length}; "
-            f"the shortest prompt left has {kept} tokens")
-    if kept < 16:
-        note += (" [yellow](its instruction is mostly or entirely gone: raise --max-length or "
-                 "use --truncation drop)[/]")
-    return note
 
 
 def _none_fit(records, tok, template, cfg: TrainConfig, what: str) -> None:
