@@ -77,36 +77,13 @@ def _fsync_tree(path: Path) -> None:
 
 def only_trainable(names: set[str]):
     """An accelerate save-state hook that keeps only trainable weights (LoRA: the adapter, not the
-    frozen base model, which would make every checkpoint as big as the model).
-    Names are compared without DDP's "module." prefix: `names` come from the wrapped model, but
-    accelerate hands this hook the state dict of the model it keeps, the unwrapped one, so a
-    plain comparison matched nothing and multi-process LoRA checkpoints held no weights."""
-    plain = {n.removeprefix("module.") for n in names}
-
+    frozen base model, which would make every checkpoint as big as the model). accelerate hands
+    it the state dict of the model it keeps, the unwrapped one (no DDP "module." prefix), so
+    `names` must come from the unwrapped model too."""
     def hook(models, weights, output_dir):
         for i, w in enumerate(weights):
-            weights[i] = OrderedDict((k, v) for k, v in w.items()
-                                     if k.removeprefix("module.") in plain)
+            weights[i] = OrderedDict((k, v) for k, v in w.items() if k in names)
     return hook
-
-
-def _is_ddp(model) -> bool:
-    from torch.nn.parallel import DistributedDataParallel
-
-    return isinstance(model, DistributedDataParallel)
-
-
-def _plain_names(models, weights, output_dir):
-    """Save hook: DDP prefixes every weight name with "module."; store the model's own names, the
-    ones from_pretrained expects, so a checkpoint loads as a model directory."""
-    for i, (model, w) in enumerate(zip(models, weights, strict=False)):
-        if _is_ddp(model):
-            weights[i] = OrderedDict((k.removeprefix("module."), v) for k, v in w.items())
-
-
-def _unwrap_ddp(models, input_dir):
-    """Load hook, the inverse of _plain_names: load plain names into the module DDP wraps."""
-    models[:] = [m.module if _is_ddp(m) else m for m in models]
 
 
 def save_checkpoint(accelerator, out: Path, step: int, state: dict, keep: int,
@@ -124,11 +101,9 @@ def save_checkpoint(accelerator, out: Path, step: int, state: dict, keep: int,
     quiet = logging.getLogger("accelerate.utils.other")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
-    hook = accelerator.register_save_state_pre_hook(_plain_names)  # after only_trainable's
     try:
         accelerator.save_state(str(tmp))
     finally:
-        hook.remove()
         quiet.setLevel(level)
     test_signal(f"checkpoint:{step}")
     accelerator.wait_for_everyone()
@@ -179,17 +154,15 @@ def load_checkpoint(accelerator, path: Path, *, trainable: set[str] | None = Non
 
         with safe_open(str(weights), "pt") as f:
             saved = set(f.keys())
-    # Checkpoints store plain names (_plain_names); older DDP ones have "module." prefixes.
-    plain = not any(k.startswith("module.") for k in saved)
     # An existing but empty weights file is checked too: it resumed silently from the initial
-    # adapter (multi-process LoRA checkpoints before only_trainable stripped "module.").
+    # adapter (multi-process LoRA checkpoints written while only_trainable got DDP's names).
     if trainable is not None and weights.is_file():
         if not saved:
             raise ConfigError(f"{path / 'model.safetensors'} holds no trainable weights (written "
                               "by an older instruct-tune under several processes), so it cannot "
                               "be resumed exactly. Start over with --overwrite; the adapter in "
                               f"{path} can still be used as a model directory.")
-        missing = {n.removeprefix("module.") if plain else n for n in trainable} - saved
+        missing = trainable - saved
         if missing:
             raise ConfigError(f"{path} lacks {len(missing)} trainable weights (e.g. "
                               f"{sorted(missing)[0]}): was it written with other LoRA settings?")
@@ -202,12 +175,7 @@ def load_checkpoint(accelerator, path: Path, *, trainable: set[str] | None = Non
         states = torch_load_safe(rng)
         if not isinstance(states, dict) or not {"random_state", "torch_manual_seed"} <= states.keys():
             raise ValueError(f"{rng.name} lacks the RNG states")
-        hook = accelerator.register_load_state_pre_hook(_unwrap_ddp) if plain else None
-        try:
-            accelerator.load_state(str(path), strict=trainable is None)
-        finally:
-            if hook is not None:
-                hook.remove()
+        accelerator.load_state(str(path), strict=trainable is None)
     except pickle.UnpicklingError:
         raise ConfigError(
             f"{path}: a checkpoint file holds objects other than tensors and plain values, so it "

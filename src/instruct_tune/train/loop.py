@@ -198,7 +198,7 @@ def evaluate(r: Run) -> float:
     acc, plan = r.accelerator, r.eval_plan
     r.model.eval()
     total = torch.zeros((), device=acc.device)
-    for indices in (micro for step in plan.epoch(0) for micro in step):
+    for indices in plan.micro_batches(0):
         batch, weight = plan.local_batch(indices, acc.process_index)
         with acc.autocast():
             loss, _ = loss_sum(r.model, batch.to(acc.device))

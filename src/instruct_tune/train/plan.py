@@ -50,6 +50,10 @@ class Plan:
             self._epochs[e] = self._build_epoch(e)
         return self._epochs[e]
 
+    def micro_batches(self, e: int) -> list[list[int]]:
+        """Epoch e's global micro-batches in order, steps flattened."""
+        return [micro for step in self.epoch(e) for micro in step]
+
     def _build_epoch(self, e: int) -> list[list[list[int]]]:
         if not self.shuffle:  # eval: fixed order, length-grouped to waste little padding
             order = sorted(range(len(self.lengths)), key=lambda i: -self.lengths[i])
@@ -105,7 +109,7 @@ class Plan:
     def padding_share(self) -> float:
         """Share of the trained slots that are padding, for epoch 0 (shown in the header)."""
         real = slots = 0
-        for b in (micro for step in self.epoch(0) for micro in step):
+        for b in self.micro_batches(0):
             lengths = [self.lengths[i] for i in b]
             real += sum(lengths)
             if self.packing:  # collate pads each packed row to the batch's longest row

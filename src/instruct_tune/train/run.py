@@ -184,7 +184,9 @@ def train(cfg: TrainConfig) -> Path:
     warmup = _warmup(cfg, plan.total_steps)
     scheduler = make_scheduler(optimizer, warmup=warmup, total=plan.total_steps, kind=cfg.schedule)
     model, optimizer, scheduler = acc.prepare(model, optimizer, scheduler)
-    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    # Names as accelerate saves them: from the model it keeps, the unwrapped one (DDP's wrapper
+    # would prefix every name with "module." and match nothing in a checkpoint).
+    names = {n for n, p in acc.unwrap_model(model).named_parameters() if p.requires_grad}
     if cfg.lora:
         acc.register_save_state_pre_hook(only_trainable(names))
 
