@@ -429,11 +429,11 @@ def test_required_options_can_come_from_the_yaml(tmp_path, capsys):
 
 
 REQUIRED = [
-    (["inspect"], ["DATA", "--model"]), (["inspect", "d.jsonl"], ["--model"]),
+    (["inspect"], ["--data", "--model"]), (["inspect", "d.jsonl"], ["--model"]),
     (["eval"], ["--model", "--data"]), (["eval", "--model", "m"], ["--data"]),
-    (["generate", "Hi"], ["--model"]), (["generate", "--model", "m"], ["INSTRUCTION"]),
-    (["chat"], ["MODEL"]), (["export"], ["MODEL", "--to"]), (["export", "m"], ["--to"]),
-    (["audit"], ["DATA"])]
+    (["generate", "Hi"], ["--model"]), (["generate", "--model", "m"], ["--instruction"]),
+    (["chat"], ["--model"]), (["export"], ["--model", "--to"]), (["export", "m"], ["--to"]),
+    (["audit"], ["--data"])]
 
 
 @pytest.mark.parametrize("argv, missing", REQUIRED, ids=[" ".join(a) for a, _ in REQUIRED])

@@ -1,7 +1,7 @@
 """`instruct-tune <command>`: parse a typed config (flags and/or --config YAML), call the API.
 
-Thin on purpose: every command is a function `run(config) -> int | None` in its stage's package,
-so notebooks can call the same thing. User errors print one clear message, never a traceback.
+Thin on purpose: every command is `instruct_tune.commands.<name>.run(config) -> int`, so notebooks
+can call the same thing. User errors print one clear message, never a traceback.
 """
 
 from __future__ import annotations
@@ -17,44 +17,29 @@ import tyro
 from . import config as C
 from .errors import InstructTuneError
 
-# name -> (config class, "module:function", one-line help)
-COMMANDS: dict[str, tuple[type, str, str]] = {
-    "inspect": (C.InspectConfig, "instruct_tune.data.inspect:run",
-                "Show how rows are templated, tokenized and masked."),
-    "audit": (C.AuditConfig, "instruct_tune.audit.report:run",
-              "Audit a data set on size, task and phrasing diversity, output quality."),
-    "train": (C.TrainConfig, "instruct_tune.evaluate.after_training:run",
-              "Fine-tune a model (full or LoRA) on instruction data."),
-    "eval": (C.EvalConfig, "instruct_tune.evaluate.compare:run",
-             "Evaluate a model (optionally before/after) on held-out instructions."),
-    "generate": (C.GenerateConfig, "instruct_tune.serve.generate_cmd:run",
-                 "Answer one instruction with a trained model."),
-    "chat": (C.ChatConfig, "instruct_tune.serve.chat:run", "Chat with a trained model."),
-    "export": (C.ExportConfig, "instruct_tune.serve.export:run",
-               "Merge LoRA and save a plain transformers model with its chat template."),
-    "demo": (C.DemoConfig, "instruct_tune.demo.run:run",
-             "Offline end-to-end demo: base model -> audit -> tune -> before/after eval."),
-}
-
-
-# Options a command cannot run without: --help marks them "(required)" and tyro names the missing
-# ones before anything loads. A --config YAML may provide them.
-REQUIRED: dict[str, tuple[str, ...]] = {
-    "inspect": ("data", "model"), "audit": ("data",), "train": ("model", "data", "out"),
-    "eval": ("model", "data"), "generate": ("instruction", "model"), "chat": ("model",),
-    "export": ("model", "to"),
+# name -> (config class, one-line help); the command itself is instruct_tune.commands.<name>:run.
+COMMANDS: dict[str, tuple[type, str]] = {
+    "inspect": (C.InspectConfig, "Show how rows are templated, tokenized and masked."),
+    "audit": (C.AuditConfig, "Audit a data set on size, task and phrasing diversity, output quality."),
+    "train": (C.TrainConfig, "Fine-tune a model (full or LoRA) on instruction data."),
+    "eval": (C.EvalConfig, "Evaluate a model (optionally before/after) on held-out instructions."),
+    "generate": (C.GenerateConfig, "Answer one instruction with a trained model."),
+    "chat": (C.ChatConfig, "Chat with a trained model."),
+    "export": (C.ExportConfig, "Merge LoRA and save a plain transformers model with its chat template."),
+    "demo": (C.DemoConfig, "Offline end-to-end demo: base model -> audit -> tune -> before/after eval."),
 }
 
 
 def _usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = [f"  {name:<{width}}  {help_}" for name, (_, _, help_) in COMMANDS.items()]
+    lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
     return ("usage: instruct-tune <command> [options]   (instruct-tune <command> --help)\n\n"
             "commands:\n" + "\n".join(lines))
 
 
-def parse(name: str, argv: list[str]):
-    """Build the command's config from an optional --config YAML, then the flags on top."""
+def parse(name: str, argv: list[str], notes: list[str] | None = None):
+    """Build the command's config from an optional --config YAML, then the flags on top. Keys of
+    the YAML that belong to other commands are skipped and named in `notes`."""
     cls = COMMANDS[name][0]
     argv = list(argv)
     defaults = {}
@@ -62,13 +47,62 @@ def parse(name: str, argv: list[str]):
         i = argv.index("--config")
         if i + 1 >= len(argv):
             raise C.ConfigError("--config needs a path to a YAML file")
-        defaults = C.load_yaml(argv[i + 1], cls)
+        ignored: list[str] = []
+        defaults = C.load_yaml(argv[i + 1], cls, ignored)
+        if ignored and notes is not None:
+            notes.append(f"note: {argv[i + 1]}: ignoring option{'s' if len(ignored) > 1 else ''} "
+                         f"that {name} does not take: {', '.join(ignored)}")
         del argv[i:i + 2]
-    missing = {f: tyro.MISSING for f in REQUIRED.get(name, ()) if not defaults.get(f)}
+    argv = positionals_as_flags(cls, argv, given=set(defaults))
+    missing = {f: tyro.MISSING for f in cls.required if not defaults.get(f)}
     default = dataclasses.replace(cls(), **defaults, **missing)
+    usage = " ".join(f.upper() for f in cls.positional)
     return tyro.cli(cls, args=argv, default=default, prog=f"instruct-tune {name}",
-                    description=f"{COMMANDS[name][2]}\n\nEvery option can also come from a YAML "
-                    "file: --config FILE.yaml (keys as below with _ for -; flags override it).")
+                    description=f"{COMMANDS[name][1]}\n\n"
+                    + (f"usage: instruct-tune {name} {usage} [options]  ({', '.join(f'--{f}' for f in cls.positional)} "
+                       "may also be given as flags)\n\n" if usage else "")
+                    + "Every option can also come from a YAML file: --config FILE.yaml (keys as "
+                    "below with _ for -; flags override it).")
+
+
+def positionals_as_flags(cls: type, argv: list[str], given: set[str] = frozenset()) -> list[str]:
+    """`chat DIR`, `generate DIR "hi"`, `inspect DATA`: bare arguments become the command's
+    positional options in order (`cls.positional`), skipping those already given as flags or in
+    the YAML, so `generate --model DIR "hi"` and `generate DIR "hi"` mean the same."""
+    bools = {f.name for f in dataclasses.fields(cls) if f.type in ("bool", bool)}
+    flags, bare, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            bare += argv[i + 1:]
+            break
+        if arg.startswith("-") and len(arg) > 1 and not _is_number(arg):
+            flags.append(arg)
+            name = arg.lstrip("-").split("=")[0].replace("-", "_")
+            given = given | {name}
+            takes_value = "=" not in arg and name not in bools and not (
+                name.startswith("no_") and name[3:] in bools) and name not in ("h", "help")
+            if takes_value and i + 1 < len(argv):
+                flags.append(argv[i + 1])
+                i += 1
+        else:
+            bare.append(arg)
+        i += 1
+    slots = [f for f in cls.positional if f not in given]
+    # Fewer arguments than open slots fill the last ones: `generate "Hi"` is an instruction
+    # (and --model is missing), `generate DIR "Hi"` a model and an instruction.
+    slots = slots[max(0, len(slots) - len(bare)):]
+    for field, value in zip(slots, bare, strict=False):
+        flags += [f"--{field.replace('_', '-')}", value]
+    return flags + bare[len(slots):]  # extra bare arguments: tyro names them
+
+
+def _is_number(arg: str) -> bool:
+    try:
+        float(arg)
+    except ValueError:
+        return False
+    return True
 
 
 def _quiet_libraries() -> None:
@@ -114,14 +148,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _wide_when_piped()
     try:
+        notes: list[str] = []
         try:
-            cfg = parse(name, rest)
+            cfg = parse(name, rest, notes)
         except SystemExit as e:  # tyro printed --help or the argument error; callers get the code
             return e.code if isinstance(e.code, int) else 2
+        # Everything that can be checked without loading: before torch/transformers are imported.
+        for line in notes + [f"warning: {w}" for w in C.check(cfg)]:
+            print(line, file=sys.stderr)
+        command = importlib.import_module(f"instruct_tune.commands.{name}")
+        if hasattr(command, "preflight"):
+            command.preflight(cfg)
         _quiet_libraries()
-        module, func = COMMANDS[name][1].split(":")
-        code = getattr(importlib.import_module(module), func)(cfg)
-        return int(code or 0)
+        return int(command.run(cfg) or 0)
     except InstructTuneError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

@@ -7,14 +7,14 @@ Field docstrings are the `--help` text.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
 
 import tyro
 import yaml
-from tyro.conf import Positional
 
 from .errors import ConfigError
 
@@ -52,6 +52,16 @@ class DataOptions:
         metavar="DIR", help_behavior_hint="(default: ~/.cache/instruct-tune/tokenized)")] = None
     """Tokenization cache; 'none' disables it."""
 
+    def problems(self) -> list[str]:
+        from .data.validate import parse_columns
+
+        problems = [f"--max-length must be >= 2 (got {self.max_length})"] if self.max_length < 2 else []
+        try:
+            parse_columns(self.columns)
+        except ConfigError as e:
+            problems.append(str(e).rstrip("."))
+        return problems + template_problems(self.template)
+
 
 @dataclass
 class ModelOptions:
@@ -74,13 +84,20 @@ class SamplingOptions:
     top_p: float = 1.0
     """Nucleus sampling: sample only from the most likely tokens that add up to this probability (1: all)."""
     seed: int = 0
-    """Seed of the sampler (with --temperature > 0): the same command, seed and --batch-size give the same answers."""
+    """Seed of the sampler (with --temperature > 0): the same command and seed give the same answers."""
+
+    def problems(self) -> list[str]:
+        return [why for ok, why in [
+            (self.max_new_tokens >= 1, f"--max-new-tokens must be at least 1 (got {self.max_new_tokens})"),
+            (self.temperature >= 0, f"--temperature must be >= 0 (0: greedy decoding; got {self.temperature})"),
+            (0 < self.top_p <= 1, f"--top-p must be in (0, 1] (1: no nucleus cut; got {self.top_p})"),
+        ] if not ok]
 
 
 @dataclass
 class _Inspect:
-    data: Annotated[Positional[str], tyro.conf.arg(metavar="DATA")] = ""
-    """Data file (JSON, JSONL, CSV, Parquet) or a datasets name/directory."""
+    data: str = ""
+    """Data file (JSON, JSONL, CSV, Parquet) or a datasets name/directory (or the first argument)."""
     model: str = ""
     """Model directory or hub name whose tokenizer is used."""
     n: Annotated[int | None, tyro.conf.arg(aliases=["-n"], metavar="INT",
@@ -92,7 +109,9 @@ class _Inspect:
 
 @dataclass
 class InspectConfig(ModelOptions, DataOptions, _Inspect):
-    pass
+    command: ClassVar[str] = "inspect"
+    required: ClassVar[tuple[str, ...]] = ("data", "model")
+    positional: ClassVar[tuple[str, ...]] = ("data",)
 
 
 @dataclass
@@ -146,6 +165,8 @@ class _Train:
     """Clip the global gradient norm to this (0: no clipping)."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """bf16 uses autocast where the hardware supports it."""
+    allow_slow_bf16: bool = False
+    """Train in bf16 on a CPU without native bf16 (AVX512-BF16/AMX) anyway, where it is ~70x slower."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, about a third more compute."""
     seed: int = 42
@@ -168,13 +189,55 @@ class _Train:
 
 @dataclass
 class TrainConfig(ModelOptions, DataOptions, _Train):
-    pass
+    command: ClassVar[str] = "train"
+    required: ClassVar[tuple[str, ...]] = ("model", "data", "out")
+    positional: ClassVar[tuple[str, ...]] = ()
+
+    def problems(self) -> list[str]:
+        checks = [
+            (not (self.resume and self.overwrite), "Conflicting options: --resume continues a run, "
+             "--overwrite deletes it; pass only one"),
+            (not (self.eval_data and self.eval_split > 0), "Conflicting options: --eval-data and "
+             "--eval-split both choose the eval set; pass only one"),
+            (self.batch_size >= 1, f"--batch-size must be >= 1 (got {self.batch_size})"),
+            (self.grad_accum >= 1, f"--grad-accum must be >= 1 (got {self.grad_accum})"),
+            (self.epochs > 0, f"--epochs must be > 0 (got {self.epochs})"),
+            (self.max_steps is None or self.max_steps >= 1,
+             f"--max-steps must be >= 1 (got {self.max_steps})"),
+            (self.eval_max_new_tokens >= 1,
+             f"--eval-max-new-tokens must be >= 1 (got {self.eval_max_new_tokens})"),
+            (0 <= self.eval_split < 1, f"--eval-split must be in [0, 1), e.g. 0.05 (got {self.eval_split})"),
+            (0 <= self.warmup_ratio < 1, f"--warmup-ratio must be in [0, 1) (got {self.warmup_ratio})"),
+            (self.lr is None or self.lr > 0, f"--lr must be > 0 (got {self.lr})"),
+            (self.keep_checkpoints >= 1, f"--keep-checkpoints must be >= 1 (got {self.keep_checkpoints})"),
+            (self.max_grad_norm >= 0, "--max-grad-norm must be >= 0 (0: no clipping)"),
+            (self.weight_decay >= 0, f"--weight-decay must be >= 0 (got {self.weight_decay})"),
+            (not self.lora or self.lora_r >= 1, f"--lora-r must be >= 1 (got {self.lora_r})"),
+            (not self.lora or 0 <= self.lora_dropout < 1,
+             f"--lora-dropout must be in [0, 1) (got {self.lora_dropout})"),
+        ]
+        problems = DataOptions.problems(self) + [why for ok, why in checks if not ok]
+        if self.max_time is not None:
+            try:
+                parse_duration(self.max_time)
+            except ConfigError as e:
+                problems.append(str(e).rstrip("."))
+        return problems
+
+    def warnings(self) -> list[str]:
+        changed = [f"--{f.replace('_', '-')}" for f in ("lora_r", "lora_alpha", "lora_dropout",
+                                                        "lora_targets")
+                   if getattr(self, f) != getattr(TrainConfig, f)]
+        if changed and not self.lora:
+            return [f"{', '.join(changed)} do{'es' if len(changed) == 1 else ''} nothing without "
+                    "--lora: this run fine-tunes all weights (add --lora to train an adapter)"]
+        return []
 
 
 @dataclass
 class _Generate:
-    instruction: Annotated[Positional[str], tyro.conf.arg(metavar="INSTRUCTION")] = ""
-    """The instruction to answer ('-' reads it from stdin)."""
+    instruction: Annotated[str, tyro.conf.arg(metavar="TEXT")] = ""
+    """The instruction to answer ('-' reads it from stdin); or the argument after MODEL."""
     model: str = ""
     """A trained run's final/ directory (or any model directory)."""
     input: str = ""
@@ -185,12 +248,14 @@ class _Generate:
 
 @dataclass
 class GenerateConfig(ModelOptions, SamplingOptions, _Generate):
-    pass
+    command: ClassVar[str] = "generate"
+    required: ClassVar[tuple[str, ...]] = ("model", "instruction")
+    positional: ClassVar[tuple[str, ...]] = ("model", "instruction")
 
 
 @dataclass
 class _Chat:
-    model: Annotated[Positional[str], tyro.conf.arg(metavar="MODEL")] = ""
+    model: str = ""
     """A trained run's final/ directory (or any model directory)."""
     template: OptTemplate = None
     """Used only when the model directory has no saved template."""
@@ -200,7 +265,9 @@ class _Chat:
 
 @dataclass
 class ChatConfig(ModelOptions, SamplingOptions, _Chat):
-    pass
+    command: ClassVar[str] = "chat"
+    required: ClassVar[tuple[str, ...]] = ("model",)
+    positional: ClassVar[tuple[str, ...]] = ("model",)
 
 
 @dataclass
@@ -231,12 +298,18 @@ class _Eval:
 
 @dataclass
 class EvalConfig(ModelOptions, SamplingOptions, _Eval):
-    pass
+    command: ClassVar[str] = "eval"
+    required: ClassVar[tuple[str, ...]] = ("model", "data")
+    positional: ClassVar[tuple[str, ...]] = ("model",)
+
+    def problems(self) -> list[str]:
+        return SamplingOptions.problems(self) + (
+            [f"--batch-size must be >= 1 (got {self.batch_size})"] if self.batch_size < 1 else [])
 
 
 @dataclass
 class _Export:
-    model: Annotated[Positional[str], tyro.conf.arg(metavar="MODEL")] = ""
+    model: str = ""
     """A trained run's final/ directory (full or LoRA)."""
     to: str = ""
     """Directory to write the exported model to."""
@@ -250,13 +323,15 @@ class _Export:
 
 @dataclass
 class ExportConfig(ModelOptions, _Export):
-    pass
+    command: ClassVar[str] = "export"
+    required: ClassVar[tuple[str, ...]] = ("model", "to")
+    positional: ClassVar[tuple[str, ...]] = ("model",)
 
 
 @dataclass
 class _Audit:
-    data: Annotated[Positional[str], tyro.conf.arg(metavar="DATA")] = ""
-    """Data file (JSON, JSONL, CSV, Parquet) or a datasets name/directory."""
+    data: str = ""
+    """Data file (JSON, JSONL, CSV, Parquet) or a datasets name/directory (or the first argument)."""
     model: OptPath = None
     """Tokenizer for token counts and truncation checks."""
     eval_data: OptPath = None
@@ -279,7 +354,13 @@ class _Audit:
 
 @dataclass
 class AuditConfig(ModelOptions, _Audit):
-    pass
+    command: ClassVar[str] = "audit"
+    required: ClassVar[tuple[str, ...]] = ("data",)
+    positional: ClassVar[tuple[str, ...]] = ("data",)
+
+    def problems(self) -> list[str]:
+        return ([f"--max-length must be >= 2 (got {self.max_length})"] if self.max_length < 2
+                else []) + ([] if not self.model else template_problems(self.template))
 
 
 @dataclass
@@ -295,9 +376,65 @@ class DemoConfig:
     overwrite: bool = False
     """Replace a non-empty --out left by an earlier demo run."""
 
+    command: ClassVar[str] = "demo"
+    required: ClassVar[tuple[str, ...]] = ()
+    positional: ClassVar[tuple[str, ...]] = ()
 
-def load_yaml(path: str | Path, cls: type) -> dict:
-    """Read a YAML config and check its keys against the dataclass, so typos fail loudly."""
+
+COMMAND_CONFIGS: tuple[type, ...] = (InspectConfig, AuditConfig, TrainConfig, EvalConfig,
+                                     GenerateConfig, ChatConfig, ExportConfig, DemoConfig)
+
+
+def template_problems(template: str | None) -> list[str]:
+    """A typo in --template, found before anything loads (Jinja files and 'model' need the
+    tokenizer, so only their existence is checked here)."""
+    if not template or template == "model":
+        return []
+    if Path(template).suffix in (".jinja", ".j2"):
+        return [] if Path(template).is_file() else [f"--template {template}: file not found"]
+    from .data.templates import get_template
+
+    try:
+        get_template(template)
+    except ConfigError as e:
+        return [str(e).rstrip(".")]
+    return []
+
+
+def parse_duration(text: str) -> float:
+    """'300s', '20m', '2h', '1h30m', '1.5h' or plain seconds -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    s = re.sub(r"\s+", "", str(text).lower())
+    if re.fullmatch(r"\d+(\.\d+)?", s):
+        seconds = float(s)
+    elif re.fullmatch(r"(\d+(\.\d+)?[smhd])+", s):
+        seconds = sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)([smhd])", s))
+    else:
+        raise ConfigError(f"--max-time {text!r}: use a duration like 300s, 20m, 2h or 1h30m.")
+    if seconds <= 0:
+        raise ConfigError(f"--max-time {text!r} must be more than 0.")
+    return seconds
+
+
+def check(cfg) -> list[str]:
+    """Everything about a command's options that can be checked without loading anything: the
+    required options, then each bad value (all at once). Returns warnings; raises ConfigError."""
+    missing = [f"--{f.replace('_', '-')}" for f in type(cfg).required if not getattr(cfg, f)]
+    if missing:
+        usage = " ".join(f"{f.upper()}" for f in type(cfg).positional)
+        hint = f" (usage: instruct-tune {cfg.command} {usage} ...)" if usage else ""
+        raise ConfigError(f"{cfg.command} needs {' and '.join(missing)}{hint}.")
+    problems = getattr(cfg, "problems", list)()
+    if problems:
+        raise ConfigError(problems[0] + "." if len(problems) == 1 else
+                          "Bad options:\n  " + "\n  ".join(problems))
+    return getattr(cfg, "warnings", list)()
+
+
+def load_yaml(path: str | Path, cls: type, ignored: list[str] | None = None) -> dict:
+    """Read a YAML config and check its keys against the dataclass, so typos fail loudly. Keys
+    that belong to another command (a run's own config.yaml fed to `eval`) are left out and
+    appended to `ignored`."""
     try:
         values = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError:
@@ -309,6 +446,10 @@ def load_yaml(path: str | Path, cls: type) -> dict:
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of option names to values")
     known = {f.name for f in fields(cls)}
+    elsewhere = {f.name for c in COMMAND_CONFIGS for f in fields(c)} - known
+    if ignored is not None:
+        ignored += sorted(k for k in values if k in elsewhere)
+    values = {k: v for k, v in values.items() if k not in elsewhere}
     unknown = sorted(set(values) - known)
     if unknown:
         lines = [f"  {k}: {_suggest(k, known)}" for k in unknown]

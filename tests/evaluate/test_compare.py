@@ -10,9 +10,10 @@ import tempfile
 import pytest
 
 from instruct_tune.cli import main
+from instruct_tune.commands.eval import check_out_file
 from instruct_tune.data.records import Record, Source
 from instruct_tune.errors import DataError
-from instruct_tune.evaluate.compare import check_out_file, evaluate
+from instruct_tune.evaluate.compare import evaluate
 from instruct_tune.evaluate.generate import Generator
 from instruct_tune.evaluate.report import to_markdown
 from tests.evaluate import tuned

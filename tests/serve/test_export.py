@@ -128,7 +128,7 @@ def test_refuses_to_overwrite_without_flag(tuned_dir, tmp_path, capsys):
     assert (tuned_dir / "model.safetensors").is_file()
 
 
-@pytest.mark.parametrize("argv, words", [(["export", "--to", "x"], ["Required", "MODEL"]),
+@pytest.mark.parametrize("argv, words", [(["export", "--to", "x"], ["Required", "--model"]),
                                          (["export", "/nonexistent/dir", "--to", "x"], ["error:"])])
 def test_bad_arguments_are_clear_errors(argv, words, capsys):
     assert main(argv) == 2

@@ -166,7 +166,7 @@ def test_generation_eval_runs_on_final_with_eval_data(make_cfg, eval_file, monke
 
     monkeypatch.setattr(compare, "evaluate", fake_evaluate)
     monkeypatch.setattr(report, "print_report", lambda r: None)
-    from instruct_tune.evaluate.after_training import run as train_command
+    from instruct_tune.commands.train import run as train_command
 
     cfg = make_cfg(max_steps=2, save_every=0, eval_data=str(eval_file))
     assert train_command(cfg) == 0

@@ -76,7 +76,7 @@ def test_final_eval_uses_eval_max_new_tokens_and_quiet_skips_the_table(make_cfg,
     fake = {"n": 6, "stop_rate": 0.5, "rouge_l": 0.25, "base": {"stop_rate": 0.0, "rouge_l": 0.125}}
     monkeypatch.setattr(compare, "evaluate", lambda d, r, **kw: seen.update(kw) or fake)
     monkeypatch.setattr(report, "print_report", tables.append)
-    from instruct_tune.evaluate.after_training import run as train_command
+    from instruct_tune.commands.train import run as train_command
 
     train_command(make_cfg(max_steps=1, save_every=0, eval_data=str(eval_file),
                            eval_max_new_tokens=7))

@@ -7,7 +7,7 @@
     5 evaluation    base vs tuned on both held-out sets (the eval command's API)
     6 report        OUT/report.json, OUT/report.md, OUT/loss_curve.png, per-stage timings
 
-`demo(cfg, plan)` is the Python API (tests pass a smaller plan); `run(cfg)` is the CLI entry.
+`demo(cfg, plan)` is the Python API (tests pass a smaller plan); commands/demo.py the CLI entry.
 """
 
 from __future__ import annotations
@@ -227,9 +227,4 @@ def demo(cfg: DemoConfig, plan: DemoPlan | None = None) -> dict:
     return result
 
 
-def run(cfg: DemoConfig) -> int:
-    demo(cfg)
-    return 0
-
-
-__all__ = ["FAST_PLAN", "FULL_PLAN", "DemoPlan", "demo", "run"]
+__all__ = ["FAST_PLAN", "FULL_PLAN", "DemoPlan", "demo"]

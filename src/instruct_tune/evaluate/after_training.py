@@ -1,40 +1,14 @@
-"""`instruct-tune train`: the train stage, then, with --eval-data, the before/after generation
-eval of final/ on those rows (tuned vs base, written to OUT/eval.json).
-
-This command lives in evaluate/ because stages import one way (data -> train -> evaluate):
-evaluate may call train, never the reverse, so `train()` itself knows nothing about generation.
-"""
+"""The generation eval after training: final/ vs the base model on --eval-data, written to
+OUT/eval.json (the train command runs it; `train()` itself knows nothing about generation)."""
 
 from __future__ import annotations
 
-import gc
 import json
 from pathlib import Path
 
 from ..config import TrainConfig
 from ..errors import InstructTuneError
-from ..train.loop import TrainingInterrupted
 from ..train.progress import console
-from ..train.run import train
-
-
-def run(cfg: TrainConfig) -> int:
-    """The CLI entry: exit 130 after Ctrl-C (the message says how to resume)."""
-    try:
-        final = train(cfg)
-    except TrainingInterrupted as e:
-        console.print(f"[yellow]{e}[/]")
-        return 130
-    if cfg.eval_data and _is_main_process():
-        gc.collect()  # the training model, optimizer and batches are garbage now
-        generation_eval(cfg, final)
-    return 0
-
-
-def _is_main_process() -> bool:
-    from accelerate import PartialState
-
-    return PartialState().is_main_process
 
 
 def generation_eval(cfg: TrainConfig, final: Path) -> dict | None:

@@ -1,18 +1,15 @@
 """Before/after evaluation: generate for held-out records with the tuned model (and optionally the
 base model, prompted with the same template), score both and put them side by side.
 
-`evaluate(model_dir, records, compare=base_dir)` is the API (the trainer calls it after training
-with --eval-data); `run(EvalConfig)` is `instruct-tune eval`.
+`evaluate(model_dir, records, compare=base_dir)` is the API (the train command calls it after
+training with --eval-data; `instruct-tune eval` is commands/eval.py).
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 from ..data.records import Record
 from ..errors import ConfigError, DataError, Problem
@@ -140,76 +137,4 @@ def summary(report: dict) -> dict:
     return {k: v for k, v in report.items() if k != "rows"}
 
 
-def check_out_file(out: str) -> None:
-    """Fail before any model loads if the report could not be written to `out` (a file path; its
-    missing parent directories are created at the end). An existing file is replaced."""
-    path = Path(out).expanduser()
-    if out.endswith(("/", os.sep)) or path.is_dir():
-        raise ConfigError(f"--out {out} is a directory; --out takes the report's file name, e.g. "
-                          f"--out {path / 'eval.json'}.")
-    if path.exists():
-        try:
-            with path.open("ab"):  # append mode: checks write permission without truncating
-                pass
-        except OSError as e:
-            raise ConfigError(f"Cannot write --out {out}: {e.strerror}. Choose another path or "
-                              "make the file writable.") from None
-        return
-    base = path.absolute().parent
-    while not base.exists() and base != base.parent:
-        base = base.parent
-    if not base.is_dir():
-        raise ConfigError(f"Cannot write --out {out}: {base} is a file, so no directory can be "
-                          "made inside it. Choose another --out.")
-    try:
-        fd, probe = tempfile.mkstemp(dir=base, prefix=".instruct-tune-probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise ConfigError(f"Cannot write --out {out}: cannot create files in {base} "
-                          f"({e.strerror}). Choose a writable --out.") from None
-
-
-def run(cfg) -> int:
-    """`instruct-tune eval --model DIR --data EVAL [--compare BASE] [--json] [--out FILE]`."""
-    from ..data.load import load_records_report
-    from .report import print_report
-
-    if not cfg.model:
-        raise ConfigError("eval needs --model DIR (a trained run's final/ directory).")
-    if not cfg.data:
-        raise ConfigError("eval needs --data FILE (held-out records with an `output` to compare to).")
-    if cfg.out:  # a bad --out fails now, not after all the generation
-        check_out_file(cfg.out)
-    check_sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed)
-    loaded = load_records_report(cfg.data, format=cfg.format, columns=cfg.columns,
-                                 skip_invalid=cfg.skip_invalid)
-    for note in loaded.notes:  # e.g. a column that looks like the input but is not mapped
-        err.print(note, markup=False, highlight=False)
-    if loaded.skipped:
-        err.print(f"[yellow]warning:[/] skipped {len(loaded.skipped)} invalid row(s) in {cfg.data}; "
-                  f"first: {loaded.skipped[0]}")
-    report = evaluate(cfg.model, loaded.records, compare=cfg.compare, template=cfg.template,
-                      max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                      batch_size=cfg.batch_size, samples=cfg.samples,
-                      trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle,
-                      skip_invalid=cfg.skip_invalid, progress=not cfg.json)
-    # Print first: should writing --out still fail (disk full), the results are not lost.
-    if cfg.json:  # the whole report, per-row generations included, as --out writes it
-        print(json.dumps(report, ensure_ascii=False))
-    else:
-        print_report(report)
-    if cfg.out:
-        out = Path(cfg.out).expanduser()
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-        except OSError as e:
-            raise ConfigError(f"Could not write the report to --out {cfg.out}: {e.strerror}. "
-                              "The scores are printed above.") from None
-        if not cfg.json:
-            err.print(f"report written to {cfg.out}")
-    return 0
-
-
-__all__ = ["METRIC_KEYS", "evaluate", "run", "summary"]
+__all__ = ["METRIC_KEYS", "evaluate", "summary"]

@@ -41,17 +41,21 @@ def resolve_template(model_dir: str | os.PathLike, tokenizer, fallback: str | No
 
 def check_sampling(max_new_tokens: int, temperature: float, top_p: float,
                    seed: int | None = None) -> None:
-    """Sampling flags; commands call this before loading anything, so a typo fails at once.
-    With a seed, the sampler's RNG (torch's global one, which transformers' generate uses) is
-    seeded here, so the same command samples the same answer."""
+    """Sampling options for API callers (the CLI checks them before loading anything). With a
+    seed, the sampler's RNG is seeded too (see `seed_sampler`)."""
+    from ..config import SamplingOptions
+
+    problems = SamplingOptions(max_new_tokens, temperature, top_p).problems()
+    if problems:
+        raise ConfigError(problems[0] + ".")
     if seed is not None:
-        torch.manual_seed(seed)
-    if max_new_tokens < 1:
-        raise ConfigError(f"--max-new-tokens must be at least 1 (got {max_new_tokens}).")
-    if not temperature >= 0:
-        raise ConfigError(f"--temperature must be >= 0 (0: greedy decoding; got {temperature}).")
-    if not 0 < top_p <= 1:
-        raise ConfigError(f"--top-p must be in (0, 1] (1: no nucleus cut; got {top_p}).")
+        seed_sampler(seed)
+
+
+def seed_sampler(seed: int) -> None:
+    """Seed torch's global RNG, which transformers' generate samples from, so the same command
+    samples the same answer."""
+    torch.manual_seed(seed)
 
 
 def tokenizer_dir(model_dir: Path) -> Path:

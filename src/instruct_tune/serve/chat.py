@@ -16,7 +16,6 @@ answers, each followed by a blank line, and notes go to stderr. The end of the i
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import re
 import sys
@@ -24,14 +23,19 @@ from collections.abc import Callable
 
 from ..data.records import Message
 from ..errors import ConfigError
-from ..evaluate.generate import Generator, check_sampling
-from .generate_cmd import write_stdout
+from ..evaluate.generate import Generator
 
 COMMANDS = ("/reset", "/exit", "/quit", "/help")
 HELP = ("Commands: /reset clears the history, /exit or /quit quits (or Ctrl-D), /help shows this. "
         "Any line that is not a single /word goes to the model.")
 # A command attempt: one '/'-word, no spaces or further '/' (those are text, e.g. paths).
 COMMAND_RE = re.compile(r"/[A-Za-z][\w-]*")
+
+
+def write_stdout(text: str) -> None:
+    """Print a streamed piece at once (stdout is block-buffered when piped)."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
 
 def write_stderr(text: str) -> None:
@@ -149,19 +153,3 @@ def chat_loop(gen: Generator, *, read: Callable[[str], str] = input,
                 note("(no stop token within --max-new-tokens; the answer was cut there)\n")
         if multi:
             history += [user, Message("assistant", out.text)]
-
-
-def run(cfg) -> int:
-    if not cfg.model:
-        raise ConfigError("chat needs a model directory: instruct-tune chat DIR")
-    check_sampling(cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed)
-    gen = Generator.load(cfg.model, template=cfg.template, trust_remote_code=cfg.trust_remote_code,
-                         allow_pickle=cfg.allow_pickle)
-    interactive = sys.stdin.isatty()
-    if interactive:
-        with contextlib.suppress(ImportError):  # line editing and history for input(); not on Windows
-            import readline  # noqa: F401
-    sampling = {"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature,
-                "top_p": cfg.top_p}
-    return chat_loop(gen, read=input if interactive else read_piped, system=cfg.system,
-                     sampling=sampling, interactive=interactive)

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from ..data.chat_template import chat_template_for, check_chat_template
 from ..errors import ConfigError
-from ..evaluate.generate import Generator, err, resolve_template, tokenizer_dir
 from ..models import make_shareable
 
 
-def _prepare_out(src: Path, out: Path, overwrite: bool) -> None:
+def check_target(src: Path, out: Path, overwrite: bool) -> None:
+    """Fail before anything loads if `out` may not be written."""
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents \
             or out.resolve() in src.resolve().parents:
         raise ConfigError(f"--to {out} overlaps the model directory {src}; pick another directory.")
@@ -36,12 +36,13 @@ def export(model_dir: str | os.PathLike, out: str | os.PathLike, *, merge: bool 
            overwrite: bool = False, template: str | None = None, trust_remote_code: bool = False,
            allow_pickle: bool = False) -> Path:
     """Write a self-contained transformers model directory to `out`; returns its path."""
+    from ..evaluate.generate import Generator, err, resolve_template, tokenizer_dir
     from ..models import is_adapter_dir, load_model, load_tokenizer
 
     src, out = Path(model_dir), Path(out)
     if not src.is_dir():
         raise ConfigError(f"{src} is not a directory; export expects a trained run's final/ directory.")
-    _prepare_out(src, out, overwrite)
+    check_target(src, out, overwrite)
     tokenizer = load_tokenizer(tokenizer_dir(src), trust_remote_code=trust_remote_code)
     tmpl = resolve_template(src, tokenizer, template)
     model = load_model(src, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
@@ -80,15 +81,3 @@ def export(model_dir: str | os.PathLike, out: str | os.PathLike, *, merge: bool 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-
-
-def run(cfg) -> int:
-    if not cfg.model:
-        raise ConfigError("export needs a model directory: instruct-tune export DIR --to OUT")
-    if not cfg.to:
-        raise ConfigError("export needs --to OUT (the directory to write).")
-    out = export(cfg.model, cfg.to, merge=cfg.merge, overwrite=cfg.overwrite, template=cfg.template,
-                 trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle)
-    err.print(f"exported to {out}: load it with AutoModelForCausalLM.from_pretrained('{out}') and "
-              "prompt it with tokenizer.apply_chat_template(messages, add_generation_prompt=True).")
-    return 0

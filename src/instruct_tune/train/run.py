@@ -4,7 +4,7 @@
     train(cfg) -> Path     the Python API; returns DIR/final
 
 The `instruct-tune train` command (train, then the generation eval on --eval-data) is
-evaluate/after_training.py:run.
+commands/train.py.
 
 Distributed: the same command runs under `torchrun --nproc-per-node N -m instruct_tune.cli train`
 or `accelerate launch -m instruct_tune.cli train ...` (DDP). FSDP comes from the accelerate config
@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from pathlib import Path
 
 import torch
 
-from ..config import TrainConfig
+from ..config import TrainConfig, check, parse_duration
 from ..errors import ConfigError
+from ..hardware import check_precision
 from ..models import fit_max_length
 from .checkpoint import PLANNED_STEPS, latest_checkpoint, load_checkpoint, only_trainable
 from .loop import Run, TrainState, train_loop
@@ -41,65 +41,16 @@ from .schedule import lr_factor, make_scheduler
 # Options that may change between a run and its --resume; anything else must match config.yaml.
 RESUMABLE_CHANGES = {"resume", "overwrite", "quiet", "log_every", "save_every", "keep_checkpoints",
                      "eval_every", "max_time", "max_steps", "epochs", "cache_dir", "out",
-                     "eval_max_new_tokens"}
-
-
-def parse_duration(text: str) -> float:
-    """'300s', '20m', '2h', '1h30m', '1.5h' or plain seconds -> seconds."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    s = re.sub(r"\s+", "", str(text).lower())
-    if re.fullmatch(r"\d+(\.\d+)?", s):
-        seconds = float(s)
-    elif re.fullmatch(r"(\d+(\.\d+)?[smhd])+", s):
-        seconds = sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)([smhd])", s))
-    else:
-        raise ConfigError(f"--max-time {text!r}: use a duration like 300s, 20m, 2h or 1h30m.")
-    if seconds <= 0:
-        raise ConfigError(f"--max-time {text!r} must be more than 0.")
-    return seconds
+                     "eval_max_new_tokens", "allow_slow_bf16"}
 
 
 def resolve(cfg: TrainConfig) -> TrainConfig:
     """Check the options against each other and fill defaults that depend on others (lr)."""
-    for name in ("model", "data", "out"):
-        if not getattr(cfg, name):
-            raise ConfigError(f"train needs --{name}.")
-    conflicts = [(cfg.resume and cfg.overwrite, "--resume continues a run, --overwrite deletes it"),
-                 (cfg.eval_data and cfg.eval_split > 0, "--eval-data and --eval-split both "
-                  "choose the eval set")]
-    for bad, why in conflicts:
-        if bad:
-            raise ConfigError(f"Conflicting options: {why}; pass only one.")
-    checks = [(cfg.batch_size >= 1, "--batch-size must be >= 1"),
-              (cfg.grad_accum >= 1, "--grad-accum must be >= 1"),
-              (cfg.epochs > 0, "--epochs must be > 0"),
-              (cfg.max_steps is None or cfg.max_steps >= 1, "--max-steps must be >= 1"),
-              (cfg.eval_max_new_tokens >= 1, "--eval-max-new-tokens must be >= 1"),
-              (0 <= cfg.eval_split < 1, "--eval-split must be in [0, 1), e.g. 0.05"),
-              (0 <= cfg.warmup_ratio < 1, "--warmup-ratio must be in [0, 1)"),
-              (cfg.lr is None or cfg.lr > 0, "--lr must be > 0"),
-              (cfg.keep_checkpoints >= 1, "--keep-checkpoints must be >= 1"),
-              (cfg.max_grad_norm >= 0, "--max-grad-norm must be >= 0 (0: no clipping)"),
-              (cfg.weight_decay >= 0, "--weight-decay must be >= 0"),
-              (cfg.max_length >= 2, "--max-length must be >= 2"),
-              (not cfg.lora or (cfg.lora_r >= 1 and 0 <= cfg.lora_dropout < 1),
-               "--lora-r must be >= 1 and --lora-dropout in [0, 1)")]
-    for ok, why in checks:
-        if not ok:
-            raise ConfigError(why)
-    if cfg.max_time is not None:
-        parse_duration(cfg.max_time)
-    from ..data.templates import get_template
-    from ..data.validate import parse_columns
-
-    parse_columns(cfg.columns)  # a typo in --columns or --template fails here, before any loading
-    if Path(cfg.template).suffix in (".jinja", ".j2"):  # Jinja and "model" need the tokenizer
-        if not Path(cfg.template).is_file():
-            raise ConfigError(f"--template {cfg.template}: file not found")
-    elif cfg.template != "model":
-        get_template(cfg.template)
-    if cfg.precision == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
-        raise ConfigError("--precision bf16: this GPU does not support bf16; use --precision fp32.")
+    check(cfg)  # the CLI has checked (and printed the warnings) already; this is for API callers
+    # The one bf16 check (hardware.py), also used by the benchmark and the demo.
+    device = "cuda" if torch.cuda.is_available() else "cpu" if not _has_accelerator() else "other"
+    if slow := check_precision(cfg.precision, device, cfg.allow_slow_bf16):
+        console.print(f"[yellow]warning:[/] {slow}", highlight=False)
     lr = cfg.lr if cfg.lr is not None else (2e-4 if cfg.lora else 2e-5)
     # Local paths become absolute so `--config DIR/config.yaml` works from any directory.
     paths = {k: str(Path(v).resolve()) for k in ("model", "data", "eval_data", "template")

@@ -1,0 +1,28 @@
+"""`instruct-tune train`: the train stage, then, with --eval-data, the before/after generation
+eval of final/ on those rows (tuned vs base, written to OUT/eval.json)."""
+
+from __future__ import annotations
+
+import gc
+
+from ..config import TrainConfig
+
+
+def run(cfg: TrainConfig) -> int:
+    """Exit 130 after Ctrl-C (the message says how to resume)."""
+    from accelerate import PartialState
+
+    from ..evaluate.after_training import generation_eval
+    from ..train.loop import TrainingInterrupted
+    from ..train.progress import console
+    from ..train.run import train
+
+    try:
+        final = train(cfg)
+    except TrainingInterrupted as e:
+        console.print(f"[yellow]{e}[/]")
+        return 130
+    if cfg.eval_data and PartialState().is_main_process:
+        gc.collect()  # the training model, optimizer and batches are garbage now
+        generation_eval(cfg, final)
+    return 0
