@@ -12,6 +12,7 @@ Public names (other bench scripts may import them):
     build_llama(vocab_size, **overrides)     -> LlamaForCausalLM (hidden 256, 4 layers, fp32)
     model_dir(vocab_size, **overrides)       -> Path of a saved model + tokenizer directory (cached)
     write_jsonl(rows, path), peak_rss_mib(), matmul_peak(dtype), ALPACA_PROMPT(s)
+    peak_dtypes(precision)                   -> the dtypes whose matmul peak is worth measuring
 """
 
 from __future__ import annotations
@@ -177,6 +178,17 @@ def write_jsonl(rows: list[dict], path: Path) -> Path:
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+SHORT = {"float32": "fp32", "bfloat16": "bf16"}
+
+
+def peak_dtypes(precision: str) -> tuple[str, ...]:
+    """float32, and bfloat16 where it runs natively (the check `train --precision bf16` makes) or
+    the run trains in it: in software one 2048^3 bf16 matmul takes ~25 s, its peak minutes."""
+    from instruct_tune.hardware import cpu_bf16_native
+
+    return ("float32", "bfloat16") if precision == "bf16" or cpu_bf16_native() else ("float32",)
 
 
 def matmul_peak(dtype=None, n: int = 2048, repeats: int = 6, clock=time.perf_counter) -> float:

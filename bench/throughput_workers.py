@@ -157,7 +157,8 @@ def run_ours(spec: dict) -> dict:
         model=spec["model_dir"], data=spec["train_file"], out=spec["out"], epochs=1.0,
         lr=spec["lr"], batch_size=spec["pack_batch"] if packing else spec["batch"], grad_accum=1,
         packing=packing, schedule="constant", warmup_ratio=0.0, weight_decay=0.0,
-        max_grad_norm=1.0, precision=spec["precision"], seed=spec["seed"], log_every=1, save_every=10**9,
+        max_grad_norm=1.0, precision=spec["precision"],
+        allow_slow_bf16=spec.get("allow_slow_bf16", False), seed=spec["seed"], log_every=1, save_every=10**9,
         eval_every=0, quiet=True, overwrite=True, max_length=spec["max_length"], cache_dir="none")
     clock = Clock()
     with profiled(spec):

@@ -64,7 +64,7 @@ def prepare(vocab: int, args, work: Path) -> dict:
 def run_config(name: str, data: dict, args, work: Path, profile: bool = False) -> dict:
     spec = dict(data, config=name, threads=args.threads, lr=args.lr, batch=args.batch,
                 pack_batch=args.pack_batch, max_length=args.max_length, seed=args.seed,
-                precision=args.precision,
+                precision=args.precision, allow_slow_bf16=args.allow_slow_bf16,
                 out=str(work / f"{name}-{data['vocab']}"), profile=profile)
     spec_path = work / f"spec-{name}-{data['vocab']}.json"
     spec_path.write_text(json.dumps(spec))
@@ -137,6 +137,8 @@ def main() -> None:
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="both tools train in this precision (bf16: autocast, fp32 master weights); "
                    "MFU is against the same dtype's matmul peak")
+    p.add_argument("--allow-slow-bf16", action="store_true",
+                   help="run --precision bf16 on a CPU without native bf16 anyway (~70x slower)")
     # One thread by default: with other jobs on the machine, multi-threaded steps stall at every
     # OpenMP barrier whose partner thread is descheduled, which distorts ratios between configs.
     p.add_argument("--threads", type=int, default=1, help="torch threads per config (default 1)")
@@ -145,6 +147,13 @@ def main() -> None:
     p.add_argument("--profile", metavar="CONFIG", help="only profile CONFIG (first vocab) with "
                    "torch.profiler and print where the time goes")
     args = p.parse_args()
+    from instruct_tune.errors import ConfigError
+    from instruct_tune.hardware import check_precision
+
+    try:  # the check train --precision bf16 makes, before minutes of preparation
+        slow = check_precision(args.precision, "cpu", args.allow_slow_bf16)
+    except ConfigError as e:
+        p.error(str(e))
     import torch
 
     torch.set_num_threads(args.threads)
@@ -156,9 +165,13 @@ def main() -> None:
     if load > 0.5 * cores:
         print(f"warning: load average {load:.1f} on {cores} cores: other jobs share this machine, so "
               "wall times swing; the CPU-second columns are steadier (with --threads 1)")
-    peaks = {dt: common.matmul_peak(getattr(torch, dt)) for dt in ("float32", "bfloat16")}
-    print(f"matmul peak ({args.threads} threads): fp32 {peaks['float32'] / 1e9:.0f} GFLOP/s, "
-          f"bf16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s")
+    if slow:
+        print(f"warning: {slow}")
+    dtypes = common.peak_dtypes(args.precision)
+    peaks = {dt: common.matmul_peak(getattr(torch, dt)) for dt in dtypes}
+    print(f"matmul peak ({args.threads} threads): " + ", ".join(
+        f"{common.SHORT[dt]} {peaks[dt] / 1e9:.0f} GFLOP/s" for dt in dtypes)
+        + ("" if "bfloat16" in dtypes else " (bf16 skipped: not native on this CPU)"))
     configs = [c for c in args.configs.split(",") if c]
     summaries = []
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:

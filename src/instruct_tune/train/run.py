@@ -21,7 +21,7 @@ import torch
 
 from ..config import TrainConfig, check, parse_duration
 from ..errors import ConfigError
-from ..hardware import check_precision
+from ..hardware import check_precision, training_device
 from ..models import fit_max_length
 from .checkpoint import PLANNED_STEPS, latest_checkpoint, load_checkpoint, only_trainable
 from .loop import Run, TrainState, train_loop
@@ -48,8 +48,7 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     """Check the options against each other and fill defaults that depend on others (lr)."""
     check(cfg)  # the CLI has checked (and printed the warnings) already; this is for API callers
     # The one bf16 check (hardware.py), also used by the benchmark and the demo.
-    device = "cuda" if torch.cuda.is_available() else "cpu" if not _has_accelerator() else "other"
-    if slow := check_precision(cfg.precision, device, cfg.allow_slow_bf16):
+    if slow := check_precision(cfg.precision, training_device(), cfg.allow_slow_bf16):
         console.print(f"[yellow]warning:[/] {slow}", highlight=False)
     lr = cfg.lr if cfg.lr is not None else (2e-4 if cfg.lora else 2e-5)
     # Local paths become absolute so `--config DIR/config.yaml` works from any directory.
