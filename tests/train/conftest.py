@@ -4,7 +4,12 @@ builder with fast defaults (no tokenization cache, quiet, log every step)."""
 from __future__ import annotations
 
 import json
+import os
 import random
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -65,3 +70,35 @@ def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> floa
 
 def metrics(out: Path) -> list[dict]:
     return [json.loads(x) for x in (Path(out) / "metrics.jsonl").read_text().splitlines() if x]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(port: int) -> list[str]:
+    """The torchrun command line for 2 local processes (gloo on CPUs)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+            "--master-addr", "127.0.0.1", "--master-port", str(port)]
+
+
+def train_two_processes(cfg, *extra: str, launcher: Callable[[int], list[str]] = torchrun,
+                        module: str = "instruct_tune.cli", ok: bool = True
+                        ) -> subprocess.CompletedProcess:
+    """`instruct-tune train` on 2 CPU processes with cfg's model, data, out, lr and max_steps
+    (batch 2 per process): `launcher(port)` + `-m module train ...`. ok: assert it succeeded."""
+    flags = ["--model", cfg.model, "--data", cfg.data, "--out", cfg.out, "--cache-dir", "none",
+             "--quiet", "--batch-size", "2", "--max-steps", str(cfg.max_steps), "--lr",
+             str(cfg.lr), "--seed", "0", "--warmup-ratio", "0", "--log-every", "1", *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "HF_HUB_OFFLINE": "1"}
+    root = Path(__file__).resolve().parents[2]  # `-m tests....` modules import from here
+    done = subprocess.run([*launcher(free_port()), "-m", module, "train", *flags], env=env,
+                          cwd=root, capture_output=True, text=True, timeout=240)
+    if done.returncode != 0 and "Address already in use" in done.stderr:
+        pytest.skip("port collision with another process")
+    if ok:
+        assert done.returncode == 0, done.stderr[-3000:]
+    return done

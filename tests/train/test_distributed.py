@@ -4,46 +4,20 @@ curve matches a single-process run, and a LoRA run resumes exactly."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
 
 import pytest
 
 from instruct_tune.errors import ConfigError
 from instruct_tune.train.checkpoint import STATE_FILE, latest_checkpoint
 from instruct_tune.train.run import train
-from tests.train.conftest import load_weights, max_abs_diff, metrics
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _torchrun(cfg, *extra: str) -> None:
-    """`instruct-tune train` on 2 CPU processes with cfg's model, data, out, lr and max_steps."""
-    flags = ["--model", cfg.model, "--data", cfg.data, "--out", cfg.out, "--cache-dir", "none",
-             "--quiet", "--batch-size", "2", "--max-steps", str(cfg.max_steps), "--lr",
-             str(cfg.lr), "--seed", "0", "--warmup-ratio", "0", "--log-every", "1", *extra]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-           "HF_HUB_OFFLINE": "1"}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-              "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
-              "-m", "instruct_tune.cli", "train", *flags]
-    done = subprocess.run(launch, env=env, capture_output=True, text=True, timeout=240)
-    if done.returncode != 0 and "Address already in use" in done.stderr:
-        pytest.skip("port collision with another process")
-    assert done.returncode == 0, done.stderr[-3000:]
+from tests.train.conftest import load_weights, max_abs_diff, metrics, train_two_processes
 
 
 def test_two_processes_match_one(make_cfg, tmp_path):
     steps = 10
     single = train(make_cfg(out=tmp_path / "single", batch_size=4, max_steps=steps, save_every=5))
-    _torchrun(make_cfg(out=tmp_path / "ddp", max_steps=steps), "--save-every", "5")
+    train_two_processes(make_cfg(out=tmp_path / "ddp", max_steps=steps), "--save-every", "5")
 
     a, b = metrics(single.parent), metrics(tmp_path / "ddp")
     assert [r["step"] for r in b] == list(range(1, steps + 1))
@@ -64,12 +38,12 @@ def test_two_process_lora_resume_is_exact(make_cfg, tmp_path):
     resumed from the initial adapter: the checkpoint's weights file came out empty."""
     lora = ["--lora", "--lora-r", "4", "--lora-dropout", "0.1", "--save-every", "2"]
     full = tmp_path / "full"
-    _torchrun(make_cfg(out=full, max_steps=4, lr=1e-2), *lora)
+    train_two_processes(make_cfg(out=full, max_steps=4, lr=1e-2), *lora)
     cut = tmp_path / "cut"
     shutil.copytree(full, cut)
     shutil.rmtree(cut / "final")
     shutil.rmtree(cut / "checkpoints" / "step-4")
-    _torchrun(make_cfg(out=cut, max_steps=4, lr=1e-2), *lora, "--resume")
+    train_two_processes(make_cfg(out=cut, max_steps=4, lr=1e-2), *lora, "--resume")
 
     a, b = metrics(full), metrics(cut)
     assert [r["step"] for r in b] == [1, 2, 3, 4]

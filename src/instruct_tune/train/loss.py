@@ -29,6 +29,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..data.pack import IGNORE, Batch, model_inputs
 from . import attention
+from .sharding import is_sharded
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,10 @@ def loss_sum(model: nn.Module, batch: Batch, chunk_size: int | None = None
     plan = _PLANS.get(core)
     if plan is None:
         attention.install(core)  # per-example attention for packed rows (sdpa models)
-        plan = _PLANS[core] = _make_plan(core)
+        # Not under FSDP: the chunked head runs the output head outside the model's forward and
+        # leaves the model's outputs out of the loss's graph, which FSDP's hooks do not expect
+        # (FSDP2: SIGSEGV in the second step's backward). The model's logits: more memory.
+        plan = _PLANS[core] = _Plan("full") if is_sharded(model) else _make_plan(core)
     dtype = next(core.parameters()).dtype
     kwargs = model_inputs(batch, getattr(core.config, "_attn_implementation", None), dtype)
     # Flat positions whose next token is labelled, and those tokens. `collate` computes the

@@ -37,6 +37,7 @@ from .plan import Plan
 from .prepare import load_data, load_model_for_training
 from .progress import TrainProgress, console
 from .schedule import lr_factor, make_scheduler
+from .sharding import check_fsdp
 
 # Options that may change between a run and its --resume; anything else must match config.yaml.
 RESUMABLE_CHANGES = {"resume", "overwrite", "quiet", "log_every", "save_every", "keep_checkpoints",
@@ -105,6 +106,7 @@ def train(cfg: TrainConfig) -> Path:
         # before each update and our token-normalized accumulation.
         raise ConfigError("DeepSpeed is not supported by instruct-tune's loop yet. Use FSDP "
                           "(`accelerate config` -> FSDP) or plain DDP.")
+    check_fsdp(acc)  # asked for, but accelerate would silently run DDP (CPUs)
     main = acc.is_main_process
     say = console.print if main else (lambda *a, **k: None)
     set_seed(cfg.seed)
