@@ -24,6 +24,7 @@ class TokenStats:
     trained: list[int]  # trained (labelled) tokens in each kept example
     dropped: list[Problem]  # rows that would not fit --max-length
     max_length: int
+    context: int | None = None  # the model's context length, when known: can --max-length grow?
 
 
 @dataclass

@@ -14,7 +14,7 @@ import re
 from rapidfuzz.distance import Indel
 
 from ..data.records import Source
-from .context import AuditData
+from .context import AuditData, TokenStats
 from .findings import Example, Finding, LeverReport, examples_of, pct, plural, snippet
 
 MARKERS = [r"###\s*(?:instruction|response|input)\s*:", r"<\|im_start\|>", r"<\|im_end\|>",
@@ -250,17 +250,30 @@ def _conflicts(d: AuditData) -> Finding | None:
         [d.records[i].source for i in rows], {"groups": n_groups, "short_answer_groups": short_groups})
 
 
+def _too_long_advice(t: TokenStats) -> str:
+    """Raising --max-length helps only up to the model's context."""
+    cut = "a cut response would teach the model to stop mid-answer."
+    if t.context is None:
+        return f"Raise --max-length, shorten them, or accept losing them; {cut}"
+    if t.max_length >= t.context:
+        return (f"These rows cannot fit this model at all: its context is {t.context:,} tokens, "
+                "so no --max-length can hold them. Shorten them, use a model with a longer "
+                f"context, or accept losing them; {cut}")
+    return (f"Raise --max-length (this model takes up to {t.context:,} tokens), shorten them, or "
+            f"accept losing them; {cut}")
+
+
 def _token_findings(d: AuditData) -> list[Finding]:
     t = d.tokens
     out = []
     if t.dropped:
+        whole = ", the model's whole context" if t.context and t.max_length >= t.context else ""
         out.append(Finding(
             "too_long", "warning",
             f"{plural(len(t.dropped), 'row does', 'rows do')} not fit in --max-length "
-            f"{t.max_length:,} tokens ({pct(len(t.dropped) / d.n)}): training drops them (or cuts "
-            "the prompt with --truncation left).",
-            len(t.dropped), d.n, "Raise --max-length, shorten them, or accept losing them; a cut "
-            "response would teach the model to stop mid-answer.",
+            f"{t.max_length:,} tokens ({pct(len(t.dropped) / d.n)}){whole}: training drops them "
+            "(or cuts the prompt with --truncation left).",
+            len(t.dropped), d.n, _too_long_advice(t),
             [Example(Source(p.path, p.line or 0), snippet(p.message)) for p in t.dropped[:5]],
             [Source(p.path, p.line or 0) for p in t.dropped]))
     total, trained = sum(t.lengths), sum(t.trained)

@@ -21,21 +21,24 @@ from .quality import quality_lever
 from .size import size_lever
 
 
-def _token_stats(records, tokenizer, template, max_length: int) -> TokenStats:
+def _token_stats(records, tokenizer, template, max_length: int,
+                 context: int | None = None) -> TokenStats:
     from ..data.tokenize import build_examples
 
     result = build_examples(records, tokenizer, template, max_length=max_length,
                             truncation="drop", cache_dir="none")
     return TokenStats([len(e) for e in result.examples], [e.num_trained for e in result.examples],
-                      list(result.dropped), max_length)
+                      list(result.dropped), max_length, context)
 
 
 def audit(records: Sequence[Record], *, tokenizer=None, template=None, max_length: int = 2048,
           eval_records: Sequence[Record] | None = None, skipped: Sequence[Problem] = (),
-          progress=None) -> AuditReport:
+          context: int | None = None, progress=None) -> AuditReport:
     """Audit `records` on size, task diversity, phrasing diversity, output quality and (with
     `eval_records`) contamination. With a tokenizer, token counts and --max-length truncation
-    use the real template and tokenizer (`template`: a Template or name, default alpaca).
+    use the real template and tokenizer (`template`: a Template or name, default alpaca);
+    `context`, the model's context length (models.context_length), lets the advice on rows over
+    --max-length say whether a larger --max-length can fit them.
 
     `progress(step_name)` is called before each stage (the CLI uses it for a status line).
     """
@@ -47,7 +50,7 @@ def audit(records: Sequence[Record], *, tokenizer=None, template=None, max_lengt
     special: list[str] = []
     if tokenizer is not None:
         step("tokenizing with the model's tokenizer")
-        d.tokens = _token_stats(records, tokenizer, template, max_length)
+        d.tokens = _token_stats(records, tokenizer, template, max_length, context)
         special = [t for t in getattr(tokenizer, "all_special_tokens", []) if t]
     levers = {}
     step("size")

@@ -31,10 +31,10 @@ def run(cfg: AuditConfig) -> int:
         if cfg.eval_data:
             status.update(f"loading {cfg.eval_data}")
             eval_records = _load(cfg.eval_data, cfg).records
-        tokenizer = template = None
+        tokenizer = template = context = None
         if cfg.model:
             from ..data.templates import get_template
-            from ..models import fit_max_length, load_tokenizer
+            from ..models import context_length, fit_max_length, load_tokenizer
 
             status.update(f"loading tokenizer {cfg.model}")
             tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
@@ -42,9 +42,11 @@ def run(cfg: AuditConfig) -> int:
                 cfg.max_length, cfg.model, lambda m: err.print(f"[yellow]warning:[/] {m}"),
                 cfg.trust_remote_code))
             template = get_template(cfg.template, tokenizer)
+            context = context_length(cfg.model, cfg.trust_remote_code)
         report = audit(loaded.records, tokenizer=tokenizer, template=template,
                        max_length=cfg.max_length, eval_records=eval_records,
-                       skipped=loaded.skipped, progress=lambda s: status.update(f"auditing: {s}"))
+                       skipped=loaded.skipped, context=context,
+                       progress=lambda s: status.update(f"auditing: {s}"))
     for note in loaded.notes:  # e.g. a column that looks like the input but is not mapped
         err.print(note, markup=False, highlight=False)
     if cfg.json:
