@@ -36,8 +36,10 @@ INPUT_SYNONYMS = ("input", "context", "passage", "text", "document", "paragraph"
 _BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
 
 
-def parse_columns(columns: str | Mapping[str, str] | None) -> dict[str, str]:
-    """'instruction=question,output=answer' (or a dict) -> {target field: column in the file}."""
+def parse_columns(columns: str | Mapping[str, str] | None,
+                  targets: tuple[str, ...] = TARGETS) -> dict[str, str]:
+    """'instruction=question,output=answer' (or a dict) -> {target field: column in the file}.
+    `targets`: the field names allowed on the left (preference pairs have their own)."""
     if not columns:
         return {}
     if isinstance(columns, str):
@@ -49,10 +51,10 @@ def parse_columns(columns: str | Mapping[str, str] | None) -> dict[str, str]:
                                   "e.g. --columns instruction=question,output=answer")
             pairs.append((target, src))
         columns = dict(pairs)
-    unknown = sorted(set(columns) - set(TARGETS))
+    unknown = sorted(set(columns) - set(targets))
     if unknown:
         raise ConfigError(f"--columns: unknown field(s) {', '.join(unknown)}; the left side of "
-                          f"each pair must be one of {', '.join(TARGETS)}")
+                          f"each pair must be one of {', '.join(targets)}")
     return dict(columns)
 
 
@@ -192,12 +194,32 @@ def _chat(value, present: bool, source: Source, col: str,
         problems.append(_problem(source, col, "missing",
                                  fix="add a list of {role, content} messages"))
         return ()
+    out = parse_messages(value, source, col, problems)
+    if out is None:
+        return ()
+    roles = [m.role for m in out]
+    if "assistant" not in roles:
+        problems.append(_problem(source, col, "no assistant turn", f"roles: {roles or 'none'}",
+                                 "a conversation needs at least one reply to train on"))
+    elif "user" not in roles:
+        problems.append(_problem(source, col, "no user turn", f"roles: {roles}",
+                                 "add the user message the assistant answers"))
+    elif roles[-1] != "assistant":
+        problems.append(_problem(source, col, "last turn is not from the assistant",
+                                 f"roles: {roles}", "drop the trailing turns, they would not be trained"))
+    return out
+
+
+def parse_messages(value, source: Source, col: str,
+                   problems: list[Problem]) -> tuple[Message, ...] | None:
+    """A list of {role, content} (or ShareGPT {from, value}) dicts as Messages, roles checked one
+    by one (not their order); None, with the problems appended, when it is not one."""
     if isinstance(value, str) and value.lstrip().startswith("["):
         value = _json_list(value)  # CSV/Parquet often store the conversation as a JSON string
     if not isinstance(value, list):
         problems.append(_problem(source, col, "must be a list of messages",
                                  f"got {_kind(value)}", "write [{role, content}, ...]"))
-        return ()
+        return None
     out, before = [], len(problems)
     for i, msg in enumerate(value):
         where = f"{col}[{i}]"
@@ -221,19 +243,7 @@ def _chat(value, present: bool, source: Source, col: str,
         content = _check_text(msg[body_key], source, f"{where}.{body_key}", role != "system",
                               problems)
         out.append(Message(role, content))
-    if len(problems) > before:
-        return ()
-    roles = [m.role for m in out]
-    if "assistant" not in roles:
-        problems.append(_problem(source, col, "no assistant turn", f"roles: {roles or 'none'}",
-                                 "a conversation needs at least one reply to train on"))
-    elif "user" not in roles:
-        problems.append(_problem(source, col, "no user turn", f"roles: {roles}",
-                                 "add the user message the assistant answers"))
-    elif roles[-1] != "assistant":
-        problems.append(_problem(source, col, "last turn is not from the assistant",
-                                 f"roles: {roles}", "drop the trailing turns, they would not be trained"))
-    return tuple(out)
+    return None if len(problems) > before else tuple(out)
 
 
 def _check_text(value, source: Source, col: str, required: bool, problems: list[Problem]) -> str:
