@@ -89,7 +89,8 @@ def claim(directory: Path, command: str, flag: str = "--out") -> None:
         return
     created = _mkdirs(path, flag)
     lock = path / LOCK
-    for _ in range(5):  # each round: create, else judge the lock that is there
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # each round: create, else judge the lock that is there
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
@@ -100,8 +101,6 @@ def claim(directory: Path, command: str, flag: str = "--out") -> None:
         else:
             with os.fdopen(fd, "w") as f:
                 json.dump(_me(command), f)
-            if not _HELD:
-                atexit.register(_release_all)
             _HELD[path] = created
             return
         info = _read(lock)
@@ -146,6 +145,9 @@ def _release_all() -> None:
         release(path)
 
 
+atexit.register(_release_all)  # a run that ends without release(); a killed one leaves a dead PID
+
+
 def _me(command: str) -> dict:
     return {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
             "command": command, "proc_start": _proc_start(os.getpid())}
@@ -169,21 +171,27 @@ def _read(lock: Path) -> Holder | str | None:
 
 
 def _take_over(lock: Path, seen: Holder | str) -> bool:
-    """Remove the stale lock we judged, and only that one: it is renamed aside first (atomic), and
-    if another run took it over in between, its fresh lock is put back."""
-    aside = lock.with_name(f"{LOCK}.stale-{os.getpid()}")
+    """Remove the stale lock we judged, and only that one. Takers-over queue on a second O_EXCL
+    file and look again inside it: of several runs that found the same stale lock, one removes
+    it and the others then find the winner's fresh lock."""
+    mutex = lock.with_name(f"{LOCK}.takeover")
     try:
-        os.rename(lock, aside)
-    except OSError:  # gone (another run took it over first) or not ours to move
+        os.close(os.open(mutex, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        with contextlib.suppress(OSError):  # left by a run that died right here
+            if time.time() - mutex.stat().st_mtime > _UNWRITTEN_GRACE_S:
+                mutex.unlink()
+        time.sleep(0.05)
         return False
-    moved = _read(aside)
-    if (moved != seen) if isinstance(seen, Holder) else isinstance(moved, Holder):
-        with contextlib.suppress(FileExistsError):  # yet another run claimed it meanwhile
-            os.link(aside, lock)  # put the other run's lock back
-        aside.unlink(missing_ok=True)
+    except OSError:
         return False
-    aside.unlink(missing_ok=True)
-    return True
+    try:
+        if _read(lock) != seen:
+            return False
+        lock.unlink()
+        return True
+    finally:
+        mutex.unlink(missing_ok=True)
 
 
 def _mkdirs(path: Path, flag: str) -> list[Path]:
