@@ -10,7 +10,7 @@ import pytest
 
 from instruct_tune.errors import ConfigError, DataError
 from instruct_tune.train import outdir
-from instruct_tune.train.outdir import MetricsLog, check_output_dir
+from instruct_tune.train.outdir import MetricsLog, check_output_dir, release_output_dir
 from instruct_tune.train.run import parse_duration, resolve, train
 from tests.train.conftest import metrics
 
@@ -38,7 +38,7 @@ def test_overwrite_refuses_directories_that_are_not_runs(tmp_path):
     precious = tmp_path / "thesis"
     precious.mkdir()
     (precious / "chapter1.tex").write_text("...")
-    with pytest.raises(ConfigError, match="does not look like an instruct-tune run"):
+    with pytest.raises(ConfigError, match="1 entry this tool did not write: chapter1.tex"):
         check_output_dir(precious, overwrite=True, resume=False)
     check_output_dir(tmp_path / "new" / "dir", overwrite=False, resume=False)  # fine: created later
 
@@ -58,6 +58,7 @@ def test_too_little_disk_is_reported_before_training(make_cfg, tmp_path, monkeyp
     out = tmp_path / "run"
     with pytest.raises(ConfigError, match="Not enough free disk space"):
         train(make_cfg(out=out))
+    release_output_dir(out)  # what ends train()'s claim (at the latest, the process's exit)
     assert not out.exists()  # reported before anything was written
     monkeypatch.setattr(outdir.shutil, "disk_usage", shutil.disk_usage)
     assert outdir.check_free_space(tmp_path, 10, 10, keep=3) is None

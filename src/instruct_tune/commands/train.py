@@ -6,10 +6,25 @@ from __future__ import annotations
 import gc
 
 from ..config import TrainConfig
+from ..outdir import TRAIN, guard, release
+
+
+def preflight(cfg: TrainConfig) -> None:
+    """Check --out and claim it before torch loads: a bad --out costs no loading, and a second
+    run into the same --out is refused while this one lives (train() checks again, for API users)."""
+    inputs = [("--model", cfg.model), ("--data", cfg.data)] if cfg.overwrite else []
+    guard(cfg.out, TRAIN, flag="--out", overwrite=cfg.overwrite, resume=cfg.resume, inputs=inputs)
 
 
 def run(cfg: TrainConfig) -> int:
     """Exit 130 after Ctrl-C (the message says how to resume)."""
+    try:
+        return _run(cfg)
+    finally:
+        release(cfg.out)  # after --eval-data's eval.json: the run is done
+
+
+def _run(cfg: TrainConfig) -> int:
     from accelerate import PartialState
 
     from ..evaluate.after_training import generation_eval

@@ -1,5 +1,6 @@
-"""The run directory: refuse to clobber it, check it is writable with room for a checkpoint, and
-write config.yaml and metrics.jsonl.
+"""The run directory: refuse to clobber it and claim it (the guard in ..outdir, shared by every
+command that writes a directory), check it has room for a checkpoint, and write config.yaml and
+metrics.jsonl.
 
     DIR/config.yaml        resolved config, rewritten on --resume: how to continue the run
                            (--config DIR/config.yaml --resume)
@@ -16,13 +17,11 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from ..config import TrainConfig, save_yaml
 from ..errors import ConfigError
-
-RUN_MARKERS = ("config.yaml", "metrics.jsonl", "checkpoints", "final")
+from ..outdir import TRAIN, guard, prepare, release
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -33,31 +32,15 @@ def _nearest_existing(path: Path) -> Path:
 
 
 def check_output_dir(out: Path, *, overwrite: bool, resume: bool) -> None:
-    """Fail early if --out may not be written: non-empty without --overwrite/--resume, not a
-    directory, not writable, or (with --overwrite) not something we are willing to delete."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; pass a directory.")
-    if out.is_dir() and any(out.iterdir()) and not (overwrite or resume):
-        raise ConfigError(
-            f"--out {out} is not empty. Pass --resume to continue that run, --overwrite to replace "
-            "it, or choose a new --out.")
-    if overwrite and out.is_dir() and any(out.iterdir()):
-        if not any((out / m).exists() for m in RUN_MARKERS):
-            raise ConfigError(
-                f"--out {out} is not empty and does not look like an instruct-tune run (no "
-                "config.yaml, metrics.jsonl, checkpoints/ or final/), so --overwrite will not delete "
-                "it. Choose a new --out.")
-        here = Path.cwd().resolve()
-        if out.resolve() in (here, *here.parents, Path.home().resolve()):
-            raise ConfigError(f"--overwrite would delete {out}, which holds the current or home "
-                              "directory. Choose a new --out.")
-    base = _nearest_existing(out)
-    try:
-        with tempfile.TemporaryFile(dir=base):
-            pass
-    except OSError as e:
-        raise ConfigError(f"Cannot write to {base} (for --out {out}): {e.strerror}. Choose a "
-                          "writable --out.") from None
+    """Fail early if --out may not be written (the one guard: ..outdir), then claim it for this
+    run: a second run into the same --out is refused while this one lives. The claim is released
+    at exit, or by `release_output_dir`."""
+    guard(out, TRAIN, flag="--out", overwrite=overwrite, resume=resume)
+
+
+def release_output_dir(out: Path) -> None:
+    """End this process's claim on --out (a run that ends; a process that exits ends it too)."""
+    release(out)
 
 
 def checkpoint_bytes(trainable: int, total: int, lora: bool, weight_bytes: int = 4) -> int:
@@ -88,14 +71,9 @@ def _gb(n: int) -> str:
 
 
 def create_output_dir(out: Path, *, overwrite: bool, resume: bool) -> None:
-    """Create --out; with --overwrite (and not --resume) remove what a previous run left there."""
-    if overwrite and not resume and out.is_dir():
-        for child in out.iterdir():
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    """Create --out and mark it as a run; with --overwrite (and not --resume) remove what a
+    previous run left there (the guard has checked it was a run)."""
+    prepare(out, TRAIN, overwrite=overwrite, resume=resume)
 
 
 def write_config(out: Path, cfg: TrainConfig) -> None:
