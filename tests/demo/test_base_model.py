@@ -54,6 +54,6 @@ def test_demo_refuses_a_non_empty_out(tmp_path):
     (out / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="not empty"):
         demo(DemoConfig(out=str(out)))
-    with pytest.raises(ConfigError, match="does not look like a demo output"):
+    with pytest.raises(ConfigError, match="did not write: notes.txt"):
         demo(DemoConfig(out=str(out), overwrite=True))
     assert (out / "notes.txt").read_text() == "mine"

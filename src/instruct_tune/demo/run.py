@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -24,9 +23,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..config import DemoConfig, TrainConfig
-from ..errors import ConfigError
 from ..hardware import preferred_precision, training_device
 from ..models import parameter_count
+from ..outdir import DEMO, guard, prepare, release
 from . import tasks
 from .base_model import FAST, FULL, BaseSpec, build_base_model
 from .report import (
@@ -39,7 +38,6 @@ from .report import (
 )
 
 console = Console()
-MARKERS = ("report.json", "data", "train")  # what a demo run leaves; --overwrite deletes only such dirs
 
 
 @dataclass(frozen=True)
@@ -51,16 +49,16 @@ class DemoPlan:
     eval_per_task: int
     epochs: float
     lr: float  # for the local base model; --model gets one for its size (user_model_lr)
-    batch_size: int  # packed rows per step
-    max_length: int  # packed row length
+    batch_size: int  # rows per step (packed into sequences of max_length)
+    max_length: int  # packed sequence length
     max_new_tokens: int  # enough for the longest answer; the base model runs on to this limit
     eval_batch_size: int = 64
 
 
 FULL_PLAN = DemoPlan(FULL, train_per_task=300, eval_per_task=10, epochs=12, lr=2e-3,
-                     batch_size=8, max_length=256, max_new_tokens=32)
+                     batch_size=36, max_length=256, max_new_tokens=32)
 FAST_PLAN = DemoPlan(FAST, train_per_task=120, eval_per_task=6, epochs=8, lr=3e-3,
-                     batch_size=8, max_length=128, max_new_tokens=24)
+                     batch_size=18, max_length=128, max_new_tokens=24)
 
 
 @dataclass
@@ -76,27 +74,6 @@ class Timings:
         yield
         self.stages[name] = {"wall_s": round(time.perf_counter() - wall, 2),
                              "cpu_s": round(time.process_time() - cpu, 2)}
-
-
-def _prepare_out(cfg: DemoConfig) -> Path:
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; pass a directory.")
-    if out.is_dir() and any(out.iterdir()):
-        if not cfg.overwrite:
-            raise ConfigError(f"--out {out} is not empty. Pass --overwrite to replace it, or "
-                              "choose a new --out.")
-        if not any((out / m).exists() for m in MARKERS):
-            raise ConfigError(f"--out {out} is not empty and does not look like a demo output "
-                              f"(no {', '.join(MARKERS)}), so --overwrite will not delete it. "
-                              "Choose a new --out.")
-        here = Path.cwd().resolve()
-        if out.resolve() in (here, *here.parents, Path.home().resolve()):
-            raise ConfigError(f"--overwrite would delete {out}, which holds the current or home "
-                              "directory. Choose a new --out.")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def user_model_lr(params: int | None) -> float:
@@ -142,12 +119,20 @@ def _audit(train_path: Path, eval_paths: list[Path], base_dir: str) -> dict:
 
 def demo(cfg: DemoConfig, plan: DemoPlan | None = None) -> dict:
     """Run the demo; return the report (also written to OUT/report.json)."""
+    plan = plan or (FAST_PLAN if cfg.fast else FULL_PLAN)
+    # The one output guard (..outdir); the CLI's preflight ran it before anything loaded.
+    out = guard(cfg.out, DEMO, flag="--out", overwrite=cfg.overwrite)
+    try:
+        return _demo(cfg, plan, prepare(out, DEMO, overwrite=cfg.overwrite))
+    finally:
+        release(out)
+
+
+def _demo(cfg: DemoConfig, plan: DemoPlan, out: Path) -> dict:
     from ..data.load import load_records
     from ..evaluate.compare import evaluate, summary
     from ..train.run import train
 
-    plan = plan or (FAST_PLAN if cfg.fast else FULL_PLAN)
-    out = _prepare_out(cfg)
     _set_threads()
     timings = Timings()
     started, started_cpu = time.perf_counter(), time.process_time()
@@ -198,6 +183,7 @@ def demo(cfg: DemoConfig, plan: DemoPlan | None = None) -> dict:
                                 packing=True, warmup_ratio=0.05, seed=cfg.seed, log_every=5,
                                 save_every=0, keep_checkpoints=1, eval_every=0)
         final = train(train_cfg)
+        release(out / "train")  # train() holds its --out until it is told the run is over
 
     with timings("evaluation", 5):
         evals = {}
