@@ -115,17 +115,22 @@ def test_lora_export_without_merge_keeps_the_adapter(lora_dir, tmp_path):
     assert a.token_ids == b.token_ids
 
 
-def test_refuses_to_overwrite_without_flag(tuned_dir, tmp_path, capsys):
+def test_overwrite_replaces_only_an_earlier_export(tuned_dir, tmp_path, capsys):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("precious")
+    assert main(["export", str(tuned_dir), "--to", str(out)]) == 0
+    (out / "model.safetensors").write_bytes(b"stale")
     assert main(["export", str(tuned_dir), "--to", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert (out / "keep.txt").read_text() == "precious"
     assert main(["export", str(tuned_dir), "--to", str(out), "--overwrite"]) == 0
-    assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
+    assert (out / "model.safetensors").read_bytes() != b"stale"
     assert main(["export", str(tuned_dir), "--to", str(tuned_dir), "--overwrite"]) == 2
     assert (tuned_dir / "model.safetensors").is_file()
+    mine = tmp_path / "mine"  # not an export: never replaced (tests/test_outdir.py: every case)
+    mine.mkdir()
+    (mine / "keep.txt").write_text("precious")
+    assert main(["export", str(tuned_dir), "--to", str(mine), "--overwrite"]) == 2
+    assert "did not write: keep.txt" in capsys.readouterr().err
+    assert (mine / "keep.txt").read_text() == "precious"
 
 
 @pytest.mark.parametrize("argv, words", [(["export", "--to", "x"], ["Required", "--model"]),

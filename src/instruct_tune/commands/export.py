@@ -8,6 +8,7 @@ from ..config import ExportConfig
 
 
 def preflight(cfg: ExportConfig) -> None:
+    """Check --to and claim it before anything loads (export() checks again, for API users)."""
     from ..serve.export import check_target
 
     check_target(Path(cfg.model), Path(cfg.to), cfg.overwrite)

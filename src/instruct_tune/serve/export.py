@@ -17,32 +17,35 @@ from pathlib import Path
 
 from ..data.chat_template import chat_template_for, check_chat_template
 from ..errors import ConfigError
-from ..models import make_shareable
+from ..outdir import EXPORT, guard, mark, prepare, release
 
 
-def check_target(src: Path, out: Path, overwrite: bool) -> None:
-    """Fail before anything loads if `out` may not be written."""
-    if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents \
-            or out.resolve() in src.resolve().parents:
-        raise ConfigError(f"--to {out} overlaps the model directory {src}; pick another directory.")
-    if out.is_file():
-        raise ConfigError(f"--to {out} is a file; give a directory.")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(f"{out} is not empty. Pick a new directory or pass --overwrite to replace "
-                          "its contents.")
+def check_target(src: Path, out: Path, overwrite: bool) -> Path:
+    """Fail before anything loads if `out` may not be written (the one guard: ..outdir; it may
+    not overlap the model directory either), then claim it for this process."""
+    return guard(out, EXPORT, flag="--to", overwrite=overwrite, inputs=[("the model directory", src)])
 
 
 def export(model_dir: str | os.PathLike, out: str | os.PathLike, *, merge: bool = True,
            overwrite: bool = False, template: str | None = None, trust_remote_code: bool = False,
            allow_pickle: bool = False) -> Path:
     """Write a self-contained transformers model directory to `out`; returns its path."""
-    from ..evaluate.generate import Generator, err, resolve_template, tokenizer_dir
-    from ..models import is_adapter_dir, load_model, load_tokenizer
-
     src, out = Path(model_dir), Path(out)
     if not src.is_dir():
         raise ConfigError(f"{src} is not a directory; export expects a trained run's final/ directory.")
     check_target(src, out, overwrite)
+    try:
+        return _export(src, out, merge=merge, overwrite=overwrite, template=template,
+                       trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+    finally:
+        release(out)
+
+
+def _export(src: Path, out: Path, *, merge: bool, overwrite: bool, template: str | None,
+            trust_remote_code: bool, allow_pickle: bool) -> Path:
+    from ..evaluate.generate import Generator, err, resolve_template, tokenizer_dir
+    from ..models import is_adapter_dir, load_model, load_tokenizer, make_shareable
+
     tokenizer = load_tokenizer(tokenizer_dir(src), trust_remote_code=trust_remote_code)
     tmpl = resolve_template(src, tokenizer, template)
     model = load_model(src, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
@@ -64,7 +67,8 @@ def export(model_dir: str | os.PathLike, out: str | os.PathLike, *, merge: bool 
     if tokenizer.bos_token_id is not None:
         gc.bos_token_id = tokenizer.bos_token_id
 
-    # Write into a sibling temp dir and move it into place: a failed export leaves OUT untouched.
+    # Write into a sibling temp dir, then move it in: a failed export leaves OUT untouched. Its
+    # entries are moved one by one so that OUT's lock (held since the guard) stays in place.
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -73,11 +77,12 @@ def export(model_dir: str | os.PathLike, out: str | os.PathLike, *, merge: bool 
             gc.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         tmpl.save(tmp)
+        mark(tmp, EXPORT, entries=[p.name for p in tmp.iterdir()])  # what --overwrite may replace
         make_shareable(tmp)  # mkdtemp made it 0700: a serving container could not read it
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
+        prepare(out, EXPORT, overwrite=overwrite)
+        for entry in tmp.iterdir():
+            os.replace(entry, out / entry.name)
+        make_shareable(out)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
