@@ -1,4 +1,8 @@
-"""Render an evaluation report: rich tables for the terminal, Markdown for files and the demo."""
+"""Render an evaluation report: rich tables for the terminal, Markdown for files and the demo.
+
+In a file or pipe the samples are labelled lines instead of a table (a table of four long texts is
+only readable at a terminal's width), and no line is wrapped or padded.
+"""
 
 from __future__ import annotations
 
@@ -74,7 +78,10 @@ def print_report(report: dict, console: Console | None = None) -> None:
     console.print(table)
 
     if report.get("by_task"):
-        tasks = Table(title="per task" + (" (base → tuned)" if base else ""), title_justify="left")
+        # Headings are lines, not table titles: a title is padded (and wrapped) to the table width.
+        console.print(Text("per task" + (" (base → tuned)" if base else ""), style="italic"),
+                      soft_wrap=True)
+        tasks = Table()
         for col in ("task", "n", *TASK_COLS.values()):
             tasks.add_column(col, justify="left" if col == "task" else "right")
         for task, m in report["by_task"].items():
@@ -86,7 +93,11 @@ def print_report(report: dict, console: Console | None = None) -> None:
         console.print(tasks)
 
     if report.get("samples"):
-        samples = Table(title="sample generations", title_justify="left", show_lines=True)
+        console.print(Text("sample generations", style="italic"), soft_wrap=True)
+        if not console.is_terminal:
+            _sample_lines(console, report["samples"], bool(base))
+            return
+        samples = Table(show_lines=True)
         for col in ("instruction", "reference", *(("base",) if base else ()), "tuned" if base else "output"):
             samples.add_column(col, overflow="fold")
         for s in report["samples"]:
@@ -100,6 +111,26 @@ def print_report(report: dict, console: Console | None = None) -> None:
             cells.append(_output(s["output"], s["stopped"]))
             samples.add_row(*cells)
         console.print(samples)
+
+
+def _sample_lines(console: Console, samples: list[dict], base: bool) -> None:
+    """Each sample as 'label: text' lines, unwrapped; a text's own line breaks are kept and
+    indented under its first line."""
+    outputs = [("base", "base_output", "base_stopped")] if base else []
+    outputs.append(("tuned" if base else "output", "output", "stopped"))
+    for i, s in enumerate(samples, 1):
+        fields = [("instruction", Text(_clip(s["instruction"])))]
+        if s.get("input"):
+            fields.append(("input", Text(_clip(s["input"]))))
+        fields.append(("reference", Text(_clip(s["reference"]))))
+        fields += [(label, _output(s[text], s[stopped])) for label, text, stopped in outputs]
+        for label, value in fields:
+            head = f"{i}. {label}: " if label == "instruction" else f"   {label}: "
+            for j, line in enumerate(value.split("\n")):
+                line.rstrip()
+                prefix = head if j == 0 else " " * len(head)
+                console.print(Text(prefix) + line if line.plain else Text(prefix.rstrip()),
+                              soft_wrap=True)
 
 
 def _md_escape(text: str) -> str:
