@@ -7,7 +7,9 @@ of 20-200 words. The baseline, run in the same process on the same 52,000 instru
 near-duplicate search done the textbook way with datasketch (`MinHash.bulk` + `MinHashLSH` insert
 and query); the audit's own search is numpy-vectorised MinHash + banding.
 
-    python bench/audit.py [--rows 52000] [--no-baseline]
+    python bench/audit.py [--rows 52000] [--no-baseline] [--curate-only]
+
+The last line compares `curate` with `audit` on the same file (issue 15: about the same time).
 """
 
 from __future__ import annotations
@@ -68,11 +70,55 @@ def ours_near_dups(instructions: list[str]) -> int:
     return len(groups)
 
 
+# --- curate vs audit (issue 15): the same rows from a file, each command's whole work ----------
+def curate_vs_audit(train: list[Record], ev: list[Record]) -> float:
+    """Time `audit` (load + audit, as the command does before printing) and `curate` (load +
+    select + write the output and manifest) on the same JSONL file with the same eval set, in
+    turn, and return curate's time over audit's. Rows are the synthetic ones plus 2% exact
+    duplicates and 1% with a template marker in the output, so curate has rows to drop."""
+    import json
+    import tempfile
+
+    from instruct_tune.audit.curate import curate_files
+    from instruct_tune.data.load import load_records_report
+
+    def row(r: Record) -> str:
+        return json.dumps({"instruction": r.instruction, "input": r.input, "output": r.output})
+
+    rows = [row(r) for r in train] + [row(r) for r in train[:: 50]]
+    rows += [json.dumps({"instruction": r.instruction, "output": "### Response: " + r.output})
+             for r in train[1:: 100]]
+    with tempfile.TemporaryDirectory() as tmp:
+        data, evf = Path(tmp, "train.jsonl"), Path(tmp, "eval.jsonl")
+        data.write_text("\n".join(rows) + "\n")
+        evf.write_text("\n".join(row(r) for r in ev) + "\n")
+
+        def run_audit():
+            loaded = load_records_report(str(data), skip_invalid=True)
+            return audit(loaded.records, eval_records=load_records_report(str(evf)).records,
+                         skipped=loaded.skipped)
+
+        _, audit_s, _ = timed(run_audit)
+        report, curate_s, _ = timed(lambda: curate_files([str(data)], str(Path(tmp, "out.jsonl")),
+                                                         eval_data=str(evf)))
+    m = report.manifest
+    print(f"curate {len(rows):,} rows: {curate_s:.1f} s wall, audit {audit_s:.1f} s "
+          f"(same file and eval set); dropped {sum(m['summary'].values()):,} "
+          f"({', '.join(f'{k} {v:,}' for k, v in m['summary'].items())}), wrote {m['rows_written']:,}")
+    print(f"SUMMARY curate/audit time on {len(rows):,} rows: {curate_s / audit_s:.2f}x "
+          f"({curate_s:.1f} s vs {audit_s:.1f} s)")
+    return curate_s / audit_s
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=52_000)
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--curate-only", action="store_true", help="only the curate/audit ratio")
     args = ap.parse_args()
+    if args.curate_only:
+        train = Synth(0).records(args.rows)
+        return 0 if curate_vs_audit(train, eval_set(train)) <= 1.5 else 1
 
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     train, gen_s, _ = timed(lambda: Synth(0).records(args.rows))
@@ -110,6 +156,7 @@ def main() -> int:
           f"the {LIMIT_S:.0f} s budget), time x{walls[-1] / walls[0]:.1f} for rows "
           f"x{sizes[-1] / sizes[0]:.1f} (exponent {exponent:.2f}){speedup}: "
           f"{'PASS' if ok else 'FAIL'}")
+    curate_vs_audit(train, ev)  # issue 15: curate should take about as long as audit
     return 0 if ok else 1
 
 

@@ -21,6 +21,7 @@ from .errors import InstructTuneError
 COMMANDS: dict[str, tuple[type, str]] = {
     "inspect": (C.InspectConfig, "Show how rows are templated, tokenized and masked."),
     "audit": (C.AuditConfig, "Audit a data set on size, task and phrasing diversity, output quality."),
+    "curate": (C.CurateConfig, "Write a cleaned training file: drop what audit finds, mix sources by share."),
     "train": (C.TrainConfig, "Fine-tune a model (full or LoRA) on instruction data."),
     "eval": (C.EvalConfig, "Evaluate a model (optionally before/after) on held-out instructions."),
     "generate": (C.GenerateConfig, "Answer one instruction with a trained model."),

@@ -119,7 +119,7 @@ class _Train:
     model: str = ""
     """Base model: a local directory or a hub name."""
     data: str = ""
-    """Training data file, directory or datasets name."""
+    """Training data file, directory or datasets name; several: a.jsonl,b.jsonl; a mix: a.jsonl=0.7,b.jsonl=0.3."""
     out: str = ""
     """Output directory (config.yaml, metrics.jsonl, checkpoints/, final/)."""
     eval_data: Annotated[str | None, tyro.conf.arg(metavar="PATH")] = None
@@ -217,6 +217,12 @@ class TrainConfig(ModelOptions, DataOptions, _Train):
              f"--lora-dropout must be in [0, 1) (got {self.lora_dropout})"),
         ]
         problems = DataOptions.problems(self) + [why for ok, why in checks if not ok]
+        try:  # a list or mix spec: a.jsonl,b.jsonl or a.jsonl=0.7,b.jsonl=0.3 (data/mix.py)
+            from .data.mix import parse_spec
+
+            parse_spec(self.data, "--data")
+        except ConfigError as e:
+            problems.append(str(e).rstrip("."))
         if self.max_time is not None:
             try:
                 parse_duration(self.max_time)
@@ -364,6 +370,83 @@ class AuditConfig(ModelOptions, _Audit):
 
 
 @dataclass
+class _Curate:
+    data: Annotated[tuple[str, ...], tyro.conf.arg(
+        metavar="DATA [DATA ...]", help_behavior_hint="(or the arguments; or --mix)")] = ()
+    """Data files or directories; a row repeated in several is kept once (the first)."""
+    out: Annotated[str, tyro.conf.arg(metavar="PATH")] = ""
+    """The curated training file (JSON Lines); OUT.manifest.json lists every dropped row and why."""
+    mix: Annotated[str | None, tyro.conf.arg(metavar="PATH=SHARE,...")] = None
+    """Sample a mix by share instead of DATA, e.g. a.jsonl=0.7,b.jsonl=0.3 (shares are normalized)."""
+    rows: Annotated[int | None, tyro.conf.arg(metavar="INT", help_behavior_hint=(
+        "(default: all; with --mix the largest mix that repeats no row)"))] = None
+    """Rows to write, sampled after curation (repeats are reported when a source runs out)."""
+    seed: int = 0
+    """Seed of the --mix/--rows sampling."""
+    eval_data: OptPath = None
+    """Drop training rows whose prompt (exact or near-duplicate) is in this eval set."""
+    model: OptPath = None
+    """Tokenizer for the --max-length check: rows that would not fit are dropped."""
+    max_length: int = 2048
+    """With --model: drop rows longer than this many tokens (template included)."""
+    template: str = "alpaca"
+    """Prompt template used for token counts (as in train)."""
+    conflicts: Literal["drop", "keep-first", "keep"] = "drop"
+    """Rows with the same prompt and different outputs: drop them all, keep the first, or keep all."""
+    max_near_duplicates: Annotated[int | None, tyro.conf.arg(
+        metavar="K", help_behavior_hint="(default: keep all, report only)")] = None
+    """Keep at most K distinct instructions per group of near-duplicate instructions."""
+    keep_duplicates: bool = False
+    """Keep rows that repeat an earlier row (same prompt and output)."""
+    keep_contaminated: bool = False
+    """Keep rows whose prompt is in --eval-data."""
+    keep_empty: bool = False
+    """Keep rows with an empty output."""
+    keep_copies: bool = False
+    """Keep rows whose output repeats the instruction or the input."""
+    keep_refusals: bool = False
+    """Keep refusals and 'as an AI language model' outputs."""
+    keep_cut_off: bool = False
+    """Keep outputs that stop mid-sentence."""
+    keep_markers: bool = False
+    """Keep outputs that contain template or chat markers (### Response:, <|im_start|>, </s>)."""
+    keep_too_long: bool = False
+    """Keep rows longer than --max-length (with --model)."""
+    overwrite: bool = False
+    """Replace an existing --out (an input file is never replaced)."""
+    format: RecordFormat = "auto"
+    """Record format; auto-detected from the columns unless given."""
+    columns: Columns = None
+    """Map other column names, e.g. 'instruction=question,output=answer' (the output keeps yours)."""
+    skip_invalid: bool = True
+    """Drop invalid rows, listed in the manifest (--no-skip-invalid: stop at them)."""
+
+
+@dataclass
+class CurateConfig(ModelOptions, _Curate):
+    command: ClassVar[str] = "curate"
+    required: ClassVar[tuple[str, ...]] = ("out",)
+    positional: ClassVar[tuple[str, ...]] = ("data",)
+
+    def problems(self) -> list[str]:
+        return [why for ok, why in [
+            (bool(self.data) or bool(self.mix), "curate needs data: instruct-tune curate DATA "
+             "[DATA ...] --out clean.jsonl (or --mix a.jsonl=0.7,b.jsonl=0.3)"),
+            (self.max_length >= 2, f"--max-length must be >= 2 (got {self.max_length})"),
+            (self.rows is None or self.rows >= 1, f"--rows must be >= 1 (got {self.rows})"),
+            (self.max_near_duplicates is None or self.max_near_duplicates >= 1,
+             f"--max-near-duplicates must be >= 1 (got {self.max_near_duplicates}; leave it "
+             "out to keep all)"),
+        ] if not ok] + ([] if not self.model else template_problems(self.template))
+
+    def warnings(self) -> list[str]:
+        if not self.model and (self.max_length != 2048 or self.keep_too_long):
+            return ["--max-length/--keep-too-long do nothing without --model (the tokenizer "
+                    "that counts the tokens)"]
+        return []
+
+
+@dataclass
 class DemoConfig:
     out: str = "instruct-tune-demo"
     """Output directory: data/, train/final/ (the tuned model), eval/, report.md, loss_curve.png."""
@@ -381,8 +464,8 @@ class DemoConfig:
     positional: ClassVar[tuple[str, ...]] = ()
 
 
-COMMAND_CONFIGS: tuple[type, ...] = (InspectConfig, AuditConfig, TrainConfig, EvalConfig,
-                                     GenerateConfig, ChatConfig, ExportConfig, DemoConfig)
+COMMAND_CONFIGS: tuple[type, ...] = (InspectConfig, AuditConfig, CurateConfig, TrainConfig,
+                                     EvalConfig, GenerateConfig, ChatConfig, ExportConfig, DemoConfig)
 
 
 def template_problems(template: str | None) -> list[str]:
@@ -455,6 +538,10 @@ def load_yaml(path: str | Path, cls: type, ignored: list[str] | None = None) -> 
         lines = [f"  {k}: {_suggest(k, known)}" for k in unknown]
         raise ConfigError(f"{path}: unknown option{'s' if len(unknown) > 1 else ''}:\n" +
                           "\n".join(lines) + f"\nKnown options: {', '.join(sorted(known))}")
+    data = values.get("data")  # [a.jsonl, b.jsonl] or {a.jsonl: 0.7, ...}: a spec (data/mix.py)
+    if isinstance(data, list | dict):
+        values["data"] = ",".join(f"{k}={v}" for k, v in data.items()) if isinstance(data, dict) \
+            else ",".join(map(str, data))
     hints = get_type_hints(cls, include_extras=True)
     return {k: _coerce(v, hints[k], f"{path} [{k}]") for k, v in values.items()}
 
@@ -504,6 +591,8 @@ def _coerce(value, hint, where: str):
             return str(value)  # max_time: 300
         if h is str and isinstance(value, dict):  # columns: {instruction: question}
             return ",".join(f"{k}={v}" for k, v in value.items())
+        if get_origin(h) is tuple and isinstance(value, str):  # curate's data: a spec string
+            return (value,)
     names = ["one of " + ", ".join(map(str, get_args(h))) if get_origin(h) is Literal else
              "null" if h is type(None) else getattr(h, "__name__", str(h)) for h in options]
     raise ConfigError(f"{where}: {value!r} is not a valid value; expected {' or '.join(names)}.")

@@ -17,10 +17,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.records import Record
-from .context import AuditData
+from .context import AuditData, prompt_key
 from .findings import Example, Finding, LeverReport, pct, plural, snippet
-from .neardup import Shingles, best_matches
-from .words import Tokens, ngram_hashes, norm, words
+from .neardup import Shingles, matching_pairs
+from .words import Tokens, ngram_hashes, words
 
 NEAR_JACCARD = 0.8
 NGRAM = 13
@@ -53,30 +53,38 @@ def not_checked() -> LeverReport:
                        "against the training data.", checked=False)
 
 
+def prompt_matches(d: AuditData, eval_records: list[Record]) -> list[tuple[int, int, str, float]]:
+    """Every (eval row, training row, kind, Jaccard) whose prompts are the same ("exact",
+    ignoring case and spacing) or near-duplicates ("near": bigram Jaccard >= NEAR_JACCARD over
+    instruction + input); exact pairs first, then near pairs by eval row, most similar first.
+    The audit reports each eval row's first pair; curate drops every training row in one."""
+    out = [(e, t, "exact", 1.0) for e, r in enumerate(eval_records)
+           for t in d.prompt_groups.get(prompt_key(r), ())]
+    exact = {(e, t) for e, t, _, _ in out}
+    ev_tok = Tokens.of([_prompt(r) for r in eval_records], d.vocab)
+    ins, inp, _ = d.raw
+    tr_tok = Tokens.of([f"{a}\n{b}" for a, b in zip(ins, inp, strict=True)], d.vocab)
+    ev_sh = Shingles(*ngram_hashes(ev_tok, 2), len(eval_records), seed=2)
+    tr_sh = Shingles(*ngram_hashes(tr_tok, 2), d.n, seed=2)
+    near = [(e, t, "near", jac) for e, t, jac in matching_pairs(ev_sh, tr_sh, NEAR_JACCARD)
+            if (e, t) not in exact]
+    return out + sorted(near, key=lambda p: (p[0], -p[3], p[1]))
+
+
 def contamination_lever(d: AuditData, eval_records: list[Record]) -> LeverReport:
     m = len(eval_records)
     match: dict[int, tuple[str, int, str]] = {}  # eval row -> (kind, train row, detail)
-    for e, r in enumerate(eval_records):
-        rows = d.prompt_groups.get((norm(r.instruction), norm(r.input)))
-        if rows:
-            match[e] = ("exact", rows[0], "same instruction and input")
-
-    # Near-duplicate prompts (eval rows not already matched exactly).
-    ev_tok = Tokens.of([_prompt(r) for r in eval_records], d.vocab)
-    ins, inp, out = d.raw
-    tr_tok = Tokens.of([f"{a}\n{b}" for a, b in zip(ins, inp, strict=True)], d.vocab)
-    ev_sh = Shingles(*ngram_hashes(ev_tok, 2), m, seed=2)
-    tr_sh = Shingles(*ngram_hashes(tr_tok, 2), d.n, seed=2)
-    for e, (t, jac) in best_matches(ev_sh, tr_sh, NEAR_JACCARD).items():
+    for e, t, kind, jac in prompt_matches(d, eval_records):
         if e not in match:
-            match[e] = ("near", t, f"prompt Jaccard {jac:.2f}")
+            match[e] = (kind, t, "same instruction and input" if kind == "exact" else
+                        f"prompt Jaccard {jac:.2f}")
 
     # 13-gram overlap over the whole row: hash the eval n-grams, then scan training in one pass.
     ev_h, ev_rows = ngram_hashes(Tokens.of([_full(r) for r in eval_records], None), NGRAM,
                                  whole_if_shorter=False)
     short = int(np.sum(np.bincount(ev_rows, minlength=m) == 0)) if m else 0
     if len(ev_h):
-        full = [f"{a}\n{b}\n{c}" for a, b, c in zip(ins, inp, out, strict=True)]
+        full = [f"{a}\n{b}\n{c}" for a, b, c in zip(*d.raw, strict=True)]
         tr_h, tr_rows = ngram_hashes(Tokens.of(full, None), NGRAM, whole_if_shorter=False)
         hit = _members(tr_h, ev_h)
         first_train: dict[int, int] = {}

@@ -16,6 +16,15 @@ from .tasks import task_of
 from .words import Tokens, Vocab, norm, words
 
 
+def prompt_key(r: Record) -> tuple[str, ...]:
+    """What a row asks, case- and space-insensitive: (instruction, input) for a single-turn row;
+    every turn before the last reply for a longer chat, so two chats that merely open with the
+    same "Hi!" are not "the same prompt" (for conflicts, duplicates and contamination)."""
+    if len(r.messages) == 2:
+        return norm(r.instruction), norm(r.input)
+    return tuple(f"{m.role}: {norm(m.content)}\n{norm(m.input)}" for m in r.prompt_messages())
+
+
 @dataclass
 class TokenStats:
     """Per-row token counts from the real tokenizer and template (only with --model)."""
@@ -58,10 +67,16 @@ class AuditData:
         return [norm(t) for t in self.raw[2]]
 
     @cached_property
-    def prompt_groups(self) -> dict[tuple[str, str], list[int]]:
-        """(instruction, input) -> row indices, in order."""
-        g: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for i, key in enumerate(zip(self.instructions, self.inputs, strict=True)):
+    def prompts(self) -> list[tuple[str, ...]]:
+        """Each row's prompt key (see `prompt_key`), from the normalized fields already computed."""
+        return [(a, b) if len(r.messages) == 2 else prompt_key(r)
+                for r, a, b in zip(self.records, self.instructions, self.inputs, strict=True)]
+
+    @cached_property
+    def prompt_groups(self) -> dict[tuple[str, ...], list[int]]:
+        """Prompt key -> row indices, in order."""
+        g: dict[tuple[str, ...], list[int]] = defaultdict(list)
+        for i, key in enumerate(self.prompts):
             g[key].append(i)
         return g
 

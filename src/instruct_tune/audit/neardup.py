@@ -173,12 +173,27 @@ def near_duplicate_groups(sh: Shingles, threshold: float) -> tuple[list[list[int
     return sorted((sorted(c) for c in comps.values()), key=lambda c: (-len(c), c[0])), linked
 
 
+def matching_pairs(q: Shingles, index: Shingles, threshold: float) -> list[tuple[int, int, float]]:
+    """Every (query row, index row, Jaccard) with Jaccard >= threshold, verified exactly, sorted.
+
+    Candidates come from both sides (query rows looking up index buckets and the reverse), so a
+    bucket cap on one side cannot hide a row of the other: every row of either set that has a
+    match is found unless both of its buckets are crowded."""
+    pairs = np.concatenate([cross_candidates(q, index), cross_candidates(index, q)[:, ::-1]])
+    pairs = np.unique(pairs, axis=0) if len(pairs) else pairs
+    keep = estimate(q.sig, index.sig, pairs) >= threshold - 0.2
+    out = []
+    for a, b in pairs[keep].tolist():
+        if (jac := q.jaccard(a, b, index)) >= threshold:
+            out.append((a, b, jac))
+    return out
+
+
 def best_matches(q: Shingles, index: Shingles, threshold: float) -> dict[int, tuple[int, float]]:
-    """For each query row, the best-estimated index row with Jaccard >= threshold, if any."""
-    pairs = cross_candidates(q, index)
+    """For each query row, its most similar index row with Jaccard >= threshold, if any."""
     out: dict[int, tuple[int, float]] = {}
-    for a, b, _ in _ranked(pairs, estimate(q.sig, index.sig, pairs), threshold - 0.2, by=0):
-        if a not in out and (jac := q.jaccard(a, b, index)) >= threshold:
+    for a, b, jac in matching_pairs(q, index, threshold):
+        if a not in out or jac > out[a][1]:
             out[a] = (b, jac)
     return out
 

@@ -1,6 +1,6 @@
 """Lever 3, phrasing diversity: are the instructions worded in many ways, or copies of a few?
 
-- duplicate rows (same instruction, input and output, ignoring case and spacing);
+- duplicate rows (same prompt and output, ignoring case and spacing);
 - one instruction text reused for many inputs (the templated-task pattern: fine, but say so);
 - near-duplicate instructions: Jaccard >= 0.8 over word bigrams (MinHash LSH candidates, every
   pair then verified exactly);
@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import numpy as np
 from rapidfuzz.distance import Indel
@@ -36,13 +37,7 @@ REUSE_WARN = 0.5  # half the rows share their instruction text with others
 def phrasing_lever(d: AuditData) -> LeverReport:
     n = d.n
     findings: list[Finding] = []
-    first: dict[tuple[str, str, str], int] = {}
-    dup_of: dict[int, int] = {}
-    for i, key in enumerate(zip(d.instructions, d.inputs, d.outputs, strict=True)):
-        if key in first:
-            dup_of[i] = first[key]
-        else:
-            first[key] = i
+    dup_of = duplicate_rows(d)
     if dup_of:
         findings.append(Finding(
             "duplicate_rows", "warning",
@@ -96,10 +91,28 @@ def phrasing_lever(d: AuditData) -> LeverReport:
         "not detected."))
 
 
-def _near_duplicates(d: AuditData, distinct: list[list[int]]) -> Finding:
+def duplicate_rows(d: AuditData, alive: Sequence[bool] | None = None) -> dict[int, int]:
+    """Row -> the first earlier row with the same prompt and output (ignoring case and spacing);
+    with `alive`, only rows marked True take part (curate: rows no other check dropped)."""
+    first: dict[tuple, int] = {}
+    dup_of: dict[int, int] = {}
+    for i, key in enumerate(zip(d.prompts, d.outputs, strict=True)):
+        if alive is None or alive[i]:
+            j = first.setdefault(key, i)
+            if j != i:
+                dup_of[i] = j
+    return dup_of
+
+
+def near_duplicate_instructions(d: AuditData) -> tuple[list[list[int]], list[tuple]]:
+    """Groups of distinct instructions (indices into `d.instruction_groups`) linked by bigram
+    Jaccard >= NEAR_JACCARD, and the verified pairs linking them (see neardup.py)."""
     hashes, rows = ngram_hashes(d.instruction_tokens, 2)
-    sh = Shingles(hashes, rows, len(distinct))
-    comps, pairs = near_duplicate_groups(sh, NEAR_JACCARD)
+    return near_duplicate_groups(Shingles(hashes, rows, len(d.instruction_groups)), NEAR_JACCARD)
+
+
+def _near_duplicates(d: AuditData, distinct: list[list[int]]) -> Finding:
+    comps, pairs = near_duplicate_instructions(d)
     involved = sorted({g for c in comps for g in c})
     partner = {}
     for i, j, _ in sorted(pairs, key=lambda p: -p[2]):

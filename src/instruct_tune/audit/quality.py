@@ -10,6 +10,7 @@ conflicts and cut-off outputs are warnings, because some are intended.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from rapidfuzz.distance import Indel
 
@@ -120,8 +121,10 @@ def _tail(text: str) -> str:
     return "…" + flat[-90:] if len(flat) > 90 else flat
 
 
-def quality_lever(d: AuditData, special_tokens: list[str] | None = None) -> LeverReport:
-    recs, ins, inp, out = d.records, d.instructions, d.inputs, d.outputs
+def output_checks(d: AuditData, special_tokens: list[str] | None = None) -> dict[str, list[int]]:
+    """The per-row verdicts of the output checks: finding code -> row indices, in row order.
+    `quality_lever` words them as findings; `curate` drops rows by them."""
+    ins, inp, out = d.instructions, d.inputs, d.outputs
     raw_ins, raw_inp, raw_out = d.raw
     marker = _markers([t for t in special_tokens or [] if len(t) > 1])
     empty, placeholder, short, echo, copy_in, near = [], [], [], [], [], []
@@ -153,6 +156,24 @@ def quality_lever(d: AuditData, special_tokens: list[str] | None = None) -> Leve
             mark_out.append(i)
         if marker.search(raw_ins[i]) or marker.search(raw_inp[i]):
             mark_prompt.append(i)
+    return {"empty_output": empty, "template_marker_in_output": mark_out,
+            "echoes_instruction": echo, "template_marker_in_prompt": mark_prompt,
+            "placeholder_text": placeholder, "copies_input": copy_in,
+            "refusal_boilerplate": refusal, "cut_off_output": cut,
+            "unterminated_output": unterminated, "short_long_form_output": short,
+            "near_copy_of_prompt": near}
+
+
+def quality_lever(d: AuditData, special_tokens: list[str] | None = None) -> LeverReport:
+    recs = d.records
+    marker = _markers([t for t in special_tokens or [] if len(t) > 1])
+    rows = output_checks(d, special_tokens)
+    empty, mark_out, echo, mark_prompt = (rows[c] for c in (
+        "empty_output", "template_marker_in_output", "echoes_instruction",
+        "template_marker_in_prompt"))
+    placeholder, copy_in, refusal, cut, unterminated, short, near = (rows[c] for c in (
+        "placeholder_text", "copies_input", "refusal_boilerplate", "cut_off_output",
+        "unterminated_output", "short_long_form_output", "near_copy_of_prompt"))
     findings = [f for f in (
         _finding(d, "empty_output", "error", empty, ("row has", "rows have"), "an empty output.",
                  "Training on an empty target teaches the model to stop immediately. Remove them.",
@@ -223,13 +244,25 @@ def quality_lever(d: AuditData, special_tokens: list[str] | None = None) -> Leve
         "samples or with `instruct-tune eval`."))
 
 
+def conflict_groups(d: AuditData, alive: Sequence[bool] | None = None) -> list[list[int]]:
+    """Rows with the same prompt (instruction and input, or a chat's earlier turns) but different
+    outputs, one group per prompt, rows in order; with `alive`, only rows marked True count."""
+    groups = []
+    for idx in d.prompt_groups.values():
+        if len(idx) < 2:
+            continue
+        if alive is not None:
+            idx = [i for i in idx if alive[i]]
+        if len(idx) >= 2 and len({d.outputs[i] for i in idx}) >= 2:
+            groups.append(idx)
+    return groups
+
+
 def _conflicts(d: AuditData) -> Finding | None:
     """Same instruction + input, different outputs."""
     rows, partner, short_groups, n_groups = [], {}, 0, 0
-    for idx in d.prompt_groups.values():
+    for idx in conflict_groups(d):
         outs = {d.outputs[i] for i in idx}
-        if len(idx) < 2 or len(outs) < 2:
-            continue
         n_groups += 1
         short_groups += all(len(o.split()) <= 5 for o in outs)
         first_out = d.outputs[idx[0]]

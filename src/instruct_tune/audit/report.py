@@ -21,8 +21,8 @@ from .quality import quality_lever
 from .size import size_lever
 
 
-def _token_stats(records, tokenizer, template, max_length: int,
-                 context: int | None = None) -> TokenStats:
+def token_stats(records, tokenizer, template, max_length: int,
+                context: int | None = None) -> TokenStats:
     from ..data.tokenize import build_examples
 
     result = build_examples(records, tokenizer, template, max_length=max_length,
@@ -50,7 +50,7 @@ def audit(records: Sequence[Record], *, tokenizer=None, template=None, max_lengt
     special: list[str] = []
     if tokenizer is not None:
         step("tokenizing with the model's tokenizer")
-        d.tokens = _token_stats(records, tokenizer, template, max_length, context)
+        d.tokens = token_stats(records, tokenizer, template, max_length, context)
         special = [t for t in getattr(tokenizer, "all_special_tokens", []) if t]
     levers = {}
     step("size")

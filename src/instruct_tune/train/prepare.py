@@ -11,6 +11,7 @@ import torch
 
 from ..config import TrainConfig
 from ..data.load import format_summary, load_records_report
+from ..data.mix import load_spec
 from ..data.records import Record
 from ..data.templates import FormatTemplate, Template, get_template
 from ..data.tokenize import Example, build_examples, left_cut_note, stop_token_ids
@@ -83,8 +84,8 @@ def load_data(cfg: TrainConfig, say: Callable[[str], None]) -> Data:
     if added:
         tok.add_tokens(added, special_tokens=True)
     report: list[str] = []
-    loaded = load_records_report(cfg.data, format=cfg.format, columns=cfg.columns,
-                                 skip_invalid=cfg.skip_invalid)
+    loaded = load_spec(cfg.data, format=cfg.format, columns=cfg.columns,  # a.jsonl=0.7,b.jsonl=0.3
+                       skip_invalid=cfg.skip_invalid, seed=cfg.seed)
     report.append(format_summary(loaded))
     records, eval_records = list(loaded.records), []
     if cfg.eval_data:
