@@ -5,7 +5,11 @@ Every message says what is wrong, where (file, line, field when known) and what 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# Per-row advice to pass --skip-invalid, cut where it is said once for all rows instead.
+_SKIP_ADVICE = re.compile(r",? or pass --skip-invalid[^;]*|,? where --skip-invalid drops bad lines")
 
 
 class InstructTuneError(Exception):
@@ -32,16 +36,42 @@ class Problem:
         return f"{where}: {self.message}"
 
 
+def strip_skip_advice(text: str) -> str:
+    """`text` without its 'or pass --skip-invalid ...' advice."""
+    return _SKIP_ADVICE.sub("", text)
+
+
+def split_advice(message: str) -> tuple[str, str]:
+    """'what (detail); what to do' -> ('what (detail)', 'what to do'): problem messages put their
+    advice after the first '; ' outside parentheses ('' when there is none)."""
+    depth = 0
+    for i, ch in enumerate(message):
+        depth += (ch == "(") - (ch == ")")
+        if depth == 0 and message.startswith("; ", i):
+            return message[:i], message[i + 2:]
+    return message, ""
+
+
 class DataError(InstructTuneError):
-    """One or more problems in a data file, all reported at once."""
+    """One or more problems in a data file, all reported at once. Each distinct advice is said
+    once: on the first row that needs it, and --skip-invalid only in the closing hint."""
 
     def __init__(self, problems: list[Problem], hint: str = "", max_shown: int = 50):
         self.problems = problems
-        shown = "\n".join(f"  {p}" for p in problems[:max_shown])
-        more = f"\n  ... and {len(problems) - max_shown} more" if len(problems) > max_shown else ""
         hint = hint or "Fix these rows, or pass --skip-invalid to drop them and continue."
+        lines, said = [], set()
+        for p in problems[:max_shown]:
+            what, advice = split_advice(p.message)
+            if "--skip-invalid" in hint:
+                advice = strip_skip_advice(advice)
+            if advice and advice not in said:
+                said.add(advice)
+                what += f"; {advice}"
+            lines.append(f"  {Problem(p.path, p.line, p.field, what)}")
+        more = f"\n  ... and {len(problems) - max_shown} more" if len(problems) > max_shown else ""
         noun = "problem" if len(problems) == 1 else "problems"
-        super().__init__(f"{len(problems)} {noun} in the data:\n{shown}{more}\n{hint}")
+        super().__init__(f"{len(problems)} {noun} in the data:\n" + "\n".join(lines) +
+                         f"{more}\n{hint}")
 
 
 class ConfigError(InstructTuneError):

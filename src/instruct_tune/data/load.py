@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DataError, Problem
+from ..errors import DataError, Problem, strip_skip_advice
 from .readers import SUFFIXES, Row, fail, read_file
 from .records import Record, Source
 from .validate import (
@@ -123,8 +123,7 @@ def _load(source: str, fmt: str, mapping: dict[str, str], skip_invalid: bool) ->
 
 def _without_skip_advice(p: Problem) -> Problem:
     """The problem with its 'or pass --skip-invalid ...' advice cut (for runs that pass it)."""
-    msg = re.sub(r",? or pass --skip-invalid[^;]*", "", p.message)
-    msg = re.sub(r",? where --skip-invalid drops bad lines", "", msg)
+    msg = strip_skip_advice(p.message)
     return p if msg == p.message else Problem(p.path, p.line, p.field, msg)
 
 
