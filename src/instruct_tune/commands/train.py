@@ -12,7 +12,10 @@ from ..outdir import TRAIN, guard, release
 def preflight(cfg: TrainConfig) -> None:
     """Check --out and claim it before torch loads: a bad --out costs no loading, and a second
     run into the same --out is refused while this one lives (train() checks again, for API users)."""
-    inputs = [("--model", cfg.model), ("--data", cfg.data)] if cfg.overwrite else []
+    from ..data.mix import parse_spec  # --data a.jsonl,b.jsonl=...: guard each source
+
+    inputs = [("--model", cfg.model)] + [("--data", s.path) for s in parse_spec(cfg.data)] \
+        if cfg.overwrite else []
     guard(cfg.out, TRAIN, flag="--out", overwrite=cfg.overwrite, resume=cfg.resume, inputs=inputs)
 
 
