@@ -155,7 +155,7 @@ def run_ours(spec: dict) -> dict:
     packing = spec["config"] == "ours-pack"
     cfg = TrainConfig(
         model=spec["model_dir"], data=spec["train_file"], out=spec["out"], epochs=1.0,
-        lr=spec["lr"], batch_size=spec["pack_batch"] if packing else spec["batch"], grad_accum=1,
+        lr=spec["lr"], batch_size=spec["pack_rows"] if packing else spec["batch"], grad_accum=1,
         packing=packing, schedule="constant", warmup_ratio=0.0, weight_decay=0.0,
         max_grad_norm=1.0, precision=spec["precision"],
         allow_slow_bf16=spec.get("allow_slow_bf16", False), seed=spec["seed"], log_every=1, save_every=10**9,
@@ -180,7 +180,7 @@ def _our_padding(spec: dict) -> float | None:
     rows = json.loads(Path(spec["train_json"]).read_text())
     examples = [SimpleNamespace(input_ids=r["input_ids"], labels=r["labels"]) for r in rows]
     packing = spec["config"].endswith("-pack")
-    plan = Plan(examples, batch_size=spec["pack_batch"] if packing else spec["batch"],
+    plan = Plan(examples, batch_size=spec["pack_rows"] if packing else spec["batch"],
                 grad_accum=1, world=1, packing=packing, max_length=spec["max_length"],
                 seed=spec["seed"], epochs=1.0, max_steps=None, pad_id=0)
     return plan.padding_share()

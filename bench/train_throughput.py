@@ -56,7 +56,13 @@ def prepare(vocab: int, args, work: Path) -> dict:
     trained = sum(sum(x != -100 for x in e["labels"][1:]) for e in train)
     tokens = sum(lengths)
     flops = 6 * body * tokens + 6 * V * d * trained + 6 * L * d * sum(n * n for n in lengths)
-    return dict(vocab=vocab, model_dir=str(mdir), train_file=str(train_file),
+    # TRL's --per-device-train-batch-size counts packed sequences; ours counts rows (packing is
+    # only a layout). For the same work per step, our packed run takes the rows TRL's
+    # `pack_batch` best-fit sequences hold on average.
+    from instruct_tune.data.pack import pack
+
+    pack_rows = max(1, round(args.pack_batch * len(lengths) / len(pack(lengths, args.max_length))))
+    return dict(vocab=vocab, model_dir=str(mdir), train_file=str(train_file), pack_rows=pack_rows,
                 train_json=str(work / f"train-{vocab}.json"), eval_json=str(work / f"eval-{vocab}.json"),
                 tokens=tokens, trained=trained, flops=flops, body_params=body, rows=len(train))
 
@@ -131,7 +137,8 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=96, help="training rows (one epoch)")
     p.add_argument("--eval-rows", type=int, default=32)
     p.add_argument("--batch", type=int, default=8, help="rows per step without packing")
-    p.add_argument("--pack-batch", type=int, default=2, help="packed sequences per step")
+    p.add_argument("--pack-batch", type=int, default=2, help="packed sequences per step (TRL); "
+                   "ours packs the rows those hold on average")
     p.add_argument("--max-length", type=int, default=1024)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",

@@ -52,10 +52,10 @@ def test_every_command_entry_point_exists_and_is_cheap_to_import():
     import sys
 
     code = ("import sys, importlib\n"
-            "for name in %r:\n"
+            f"for name in {list(cli.COMMANDS)!r}:\n"
             "    m = importlib.import_module('instruct_tune.commands.' + name)\n"
             "    assert callable(m.run), name\n"
-            "print(sorted(k for k in ('torch', 'transformers') if k in sys.modules))" % list(cli.COMMANDS))
+            "print(sorted(k for k in ('torch', 'transformers') if k in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
 

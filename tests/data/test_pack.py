@@ -19,6 +19,7 @@ from instruct_tune.data.pack import (
     collate,
     model_inputs,
     pack,
+    packed_rows,
     padding_share,
 )
 from tests.tiny import build_model
@@ -77,26 +78,21 @@ def test_padding_share():
 # --- batches ----------------------------------------------------------------------------------
 
 @given(lengths=st.lists(st.integers(1, 64), min_size=1, max_size=300), bs=st.integers(1, 9),
-       packing=st.booleans(), seed=st.integers(0, 3), epoch=st.integers(0, 3))
+       seed=st.integers(0, 3), epoch=st.integers(0, 3))
 @settings(max_examples=60, deadline=None)
-def test_batches_cover_each_example_once_and_are_deterministic(lengths, bs, packing, seed, epoch):
-    got = batches(lengths, bs, packing=packing, max_length=64, seed=seed, epoch=epoch)
+def test_batches_cover_each_example_once_and_are_deterministic(lengths, bs, seed, epoch):
+    got = batches(lengths, bs, seed=seed, epoch=epoch)
     assert sorted(i for b in got for i in b) == list(range(len(lengths)))
-    assert got == batches(lengths, bs, packing=packing, max_length=64, seed=seed, epoch=epoch)
-    if not packing:
-        assert all(1 <= len(b) <= bs for b in got)
-        longest = max(lengths)
-        assert max(lengths[i] for i in got[0]) == longest  # OOM shows up at step 1
-    else:
-        for b in got:  # each batch holds at most bs full rows' worth of examples
-            assert len(pack([lengths[i] for i in b], 64)) <= bs + 1
+    assert got == batches(lengths, bs, seed=seed, epoch=epoch)
+    assert all(1 <= len(b) <= bs for b in got)
+    assert max(lengths[i] for i in got[0]) == max(lengths)  # OOM shows up at step 1
 
 
 def test_batches_change_with_epoch_and_group_lengths():
     rng = random.Random(0)
     lengths = [rng.randint(5, 500) for _ in range(2000)]
-    a = batches(lengths, 8, packing=False, max_length=512, seed=1, epoch=0)
-    assert a != batches(lengths, 8, packing=False, max_length=512, seed=1, epoch=1)
+    a = batches(lengths, 8, seed=1, epoch=0)
+    assert a != batches(lengths, 8, seed=1, epoch=1)
 
     def waste(bs):  # padding share when each batch pads to its longest row
         return 1 - sum(lengths) / sum(max(lengths[i] for i in b) * len(b) for b in bs)
@@ -105,10 +101,8 @@ def test_batches_change_with_epoch_and_group_lengths():
     random.Random(1).shuffle(order)
     naive = [order[k:k + 8] for k in range(0, len(order), 8)]
     assert waste(a) < 0.1 < 0.4 < waste(naive)
-    packed = batches(lengths, 8, packing=True, max_length=512, seed=1, epoch=0)
     bins = pack(lengths, 512)
     assert padding_share(bins, lengths, 512) < 0.05
-    assert len(packed) == math.ceil(len(bins) / 8)
 
 
 # --- collate ----------------------------------------------------------------------------------
@@ -120,7 +114,8 @@ def test_collate_layout_mask_and_labels(lengths, packed, seed, pad):
     """pad may be any id, also one the examples use (pad == eos): labels come from positions."""
     exs = make_examples(lengths, seed=seed)
     max_length = 64
-    b = collate(exs, pad_id=pad, packed=packed, max_length=max_length)
+    b = collate(exs, pad_id=pad, max_length=max_length,
+                rows=packed_rows(exs, max_length) if packed else None)
     nb, width = b.input_ids.shape
     assert width <= max_length and (width % 8 == 0 or width == max_length)
     assert b.labels.shape == b.position_ids.shape == (nb, width)
@@ -175,7 +170,7 @@ def test_block_mask_matches_reference_and_model_inputs():
     seg = torch.tensor([0, 0, 0, 1, 1, 2, 3, 3])
     ref = (seg[:, None] == seg[None, :]) & torch.ones(8, 8, dtype=torch.bool).tril()
     assert torch.equal(block_causal_mask(pos)[0, 0], ref)
-    b = collate(make_examples([3, 2, 1, 2]), 0, packed=True, max_length=8)
+    b = collate(make_examples([3, 2, 1, 2]), 0, max_length=8, rows=packed_rows(make_examples([3, 2, 1, 2]), 8))
     eager = model_inputs(b, "eager")["attention_mask"]
     assert eager.dtype == torch.float32
     assert torch.equal(eager == 0, b.attention_mask)
@@ -185,7 +180,7 @@ def test_block_mask_matches_reference_and_model_inputs():
     assert flash["attention_mask"] is None  # flash-attn gets the exact varlen boundaries
     assert flash["cu_seq_lens_q"].tolist() == sdpa["cu_seq_lens_k"].tolist() == [0, 3, 5, 7, 8]  # rows 3,2,2,1 (longest first)
     assert flash["max_length_q"] == 3
-    padded = collate(make_examples([3, 2]), 0, packed=False, max_length=8)
+    padded = collate(make_examples([3, 2]), 0, max_length=8)
     assert model_inputs(padded, "sdpa")["attention_mask"] is None  # right padding + causal
 
 
@@ -226,8 +221,8 @@ def test_packed_equals_unpacked(arch, impl, monkeypatch):
 
     model = build_model(arch, 97, attn_implementation=impl)
     exs = make_examples(LENGTHS)
-    packed = collate(exs, 0, packed=True, max_length=48)
-    padded = collate(exs, 0, packed=False, max_length=48)
+    packed = collate(exs, 0, max_length=48, rows=packed_rows(exs, 48))
+    padded = collate(exs, 0, max_length=48)
     assert packed.input_ids.shape[0] < len(exs)  # really packed
     with torch.no_grad():
         lp = model(**model_inputs(packed, impl), use_cache=False).logits
@@ -269,7 +264,7 @@ def test_packed_logits_equal_each_example_run_alone(arch, impl):
     @settings(max_examples=20, deadline=None, derandomize=True)
     def prop(lengths, max_length, seed):
         exs = make_examples(lengths, seed=seed)
-        b = collate(exs, 0, packed=True, max_length=max_length)
+        b = collate(exs, 0, max_length=max_length, rows=packed_rows(exs, max_length))
         with torch.no_grad():
             logits = model(**model_inputs(b, impl_now), use_cache=False).logits
         want: dict[tuple, list[torch.Tensor]] = {}
@@ -286,7 +281,7 @@ def test_packed_logits_equal_each_example_run_alone(arch, impl):
                     if not want[key]:
                         del want[key]
         assert not want, "examples missing from the packed rows"
-        (lp, np_), (lu, nu) = loss_sum(model, b), loss_sum(model, collate(exs, 0, packed=False,
+        (lp, np_), (lu, nu) = loss_sum(model, b), loss_sum(model, collate(exs, 0,
                                                                             max_length=max_length))
         assert np_ == nu and abs(lp.item() - lu.item()) <= 1e-4 * max(1.0, abs(lu.item()))
 
@@ -303,8 +298,8 @@ def test_position_ids_alone_do_not_isolate_packed_rows(arch):
     only see relative offsets, so for them the 4D mask alone is already exact."""
     model = build_model(arch, 97)
     exs = make_examples(LENGTHS)
-    packed = collate(exs, 0, packed=True, max_length=48)
-    padded = collate(exs, 0, packed=False, max_length=48)
+    packed = collate(exs, 0, max_length=48, rows=packed_rows(exs, 48))
+    padded = collate(exs, 0, max_length=48)
     rows = pack(LENGTHS, 48)
     with torch.no_grad():
         lu = model(**model_inputs(padded, "sdpa")).logits

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from instruct_tune.data.pack import collate
+from instruct_tune.data.pack import collate, packed_rows
 from instruct_tune.data.records import Message, Record, Source
 from instruct_tune.data.templates import get_template
 from instruct_tune.data.tokenize import (
@@ -197,7 +197,7 @@ def test_pad_equals_eos_keeps_eos_trained():
     for ex in exs:
         assert ex.input_ids[-1] == eos and ex.labels[-1] == eos
     for packed in (False, True):
-        b = collate(exs, tok.pad_token_id, packed=packed, max_length=128)
+        b = collate(exs, tok.pad_token_id, max_length=128, rows=packed_rows(exs, 128) if packed else None)
         assert int((b.input_ids == eos).sum()) > len(exs)  # really padded with the EOS id
         assert int((b.labels == eos).sum()) == len(exs)  # one EOS target per example, no padding
         assert b.num_trained == sum(ex.num_trained for ex in exs)

@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from instruct_tune.config import TrainConfig
+from instruct_tune.data.encode import trained_count
 from instruct_tune.data.pack import collate
 from instruct_tune.data.records import Record
 from instruct_tune.data.templates import Template, get_template
@@ -18,7 +19,6 @@ from instruct_tune.data.tokenize import build_examples, stop_token_ids
 from instruct_tune.models import load_model, load_tokenizer
 from instruct_tune.train import loop
 from instruct_tune.train.loop import NonFiniteLossError, forward_backward
-from instruct_tune.train.plan import trained_count
 from instruct_tune.train.run import train
 from tests.train.conftest import metrics
 
@@ -47,7 +47,7 @@ def test_accumulation_matches_one_big_batch(model_dirs):
     pad = tok.pad_token_id
 
     def batch(rows):
-        return collate(rows, pad, packed=False, max_length=2048), 1.0
+        return collate(rows, pad, max_length=2048), 1.0
 
     forward_backward(acc, model, [batch(examples)], scale=1 / n)
     big = _grads(model)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from instruct_tune.data.pack import IGNORE, collate
+from instruct_tune.data.pack import IGNORE, collate, packed_rows
 from instruct_tune.train.loss import head_cross_entropy, loss_sum, unwrap
 from tests.tiny import build_model
 
@@ -52,7 +52,7 @@ def grads(model, loss):
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt2"])
 def test_matches_hf_loss_and_gradients(arch, chunk):
     model = build_model(arch, VOCAB)  # eval: GPT-2 has dropout; grads still flow
-    batch = collate(examples(SPECS), 0, packed=False, max_length=64)
+    batch = collate(examples(SPECS), 0, max_length=64)
     ours, n = loss_sum(model, batch, chunk_size=chunk)
     assert n == batch.num_trained == sum(r for _, r in SPECS) - sum(p == 0 for p, _ in SPECS)
     ref = hf_loss_sum(model, batch)
@@ -66,8 +66,8 @@ def test_matches_hf_loss_and_gradients(arch, chunk):
 def test_packed_gradients_match_padded():
     model = build_model("llama", VOCAB)
     exs = examples(SPECS)
-    gp = grads(model, loss_sum(model, collate(exs, 0, packed=True, max_length=32))[0])
-    gu = grads(model, loss_sum(model, collate(exs, 0, packed=False, max_length=32))[0])
+    gp = grads(model, loss_sum(model, collate(exs, 0, max_length=32, rows=packed_rows(exs, 32)))[0])
+    gu = grads(model, loss_sum(model, collate(exs, 0, max_length=32))[0])
     for name, g in gu.items():
         assert torch.allclose(gp[name], g, rtol=1e-4, atol=1e-6), name
 
@@ -76,7 +76,7 @@ def test_gradient_checkpointing_with_packed_rows():
     """Activation checkpointing recomputes the forward inside the backward: it must take the
     same (per-example) attention path, or torch raises and gradients would differ."""
     model = build_model("qwen2", VOCAB)
-    batch = collate(examples(SPECS), 0, packed=True, max_length=32)
+    batch = collate(examples(SPECS), 0, max_length=32, rows=packed_rows(examples(SPECS), 32))
     ref = grads(model, loss_sum(model, batch)[0])
     model.gradient_checkpointing_enable()
     model.train()
@@ -87,7 +87,7 @@ def test_gradient_checkpointing_with_packed_rows():
 
 def test_no_labelled_tokens_gives_zero_and_backward_works():
     model = build_model("llama", VOCAB)
-    batch = collate(examples([(5, 0), (3, 0)]), 0, packed=False, max_length=16)
+    batch = collate(examples([(5, 0), (3, 0)]), 0, max_length=16)
     loss, n = loss_sum(model, batch)
     assert n == 0 and loss.item() == 0.0
     loss.backward()
@@ -127,7 +127,7 @@ def test_logits_memory_does_not_grow_with_prompt_tokens():
     ours = lambda m, b: loss_sum(m, b, chunk_size=16)[0]  # noqa: E731
     sizes, hf_sizes = [], []
     for prompt in (4, 200):
-        batch = collate(examples([(prompt, 40), (prompt, 40)]), 0, packed=False, max_length=256)
+        batch = collate(examples([(prompt, 40), (prompt, 40)]), 0, max_length=256)
         sizes.append(_largest_logits(model, batch, ours))
         hf_sizes.append(_largest_logits(model, batch, hf_loss_sum))
     # Ours: one chunk of logits at most, whatever the prompt length (80 labelled rows here).
@@ -157,8 +157,8 @@ def test_chunking_is_exact_and_bf16_is_close():
 
 def test_autocast_bf16_close_to_hf():
     model = build_model("llama", VOCAB)
-    batch = collate(examples(SPECS), 0, packed=True, max_length=32)
-    padded = collate(examples(SPECS), 0, packed=False, max_length=32)
+    batch = collate(examples(SPECS), 0, max_length=32, rows=packed_rows(examples(SPECS), 32))
+    padded = collate(examples(SPECS), 0, max_length=32)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         ours, _ = loss_sum(model, batch)
         ref = hf_loss_sum(model, padded)
@@ -177,7 +177,7 @@ def test_softcapped_and_scaled_logits_match_hf():
                  num_attention_heads=4, num_key_value_heads=2, head_dim=8)
     models = [Gemma2ForCausalLM(Gemma2Config(**small, final_logit_softcapping=0.5)),
               CohereForCausalLM(CohereConfig(**small, logit_scale=0.25))]
-    batch = collate(examples(SPECS), 0, packed=False, max_length=64)
+    batch = collate(examples(SPECS), 0, max_length=64)
     for model in models:
         ours, _ = loss_sum(model.float(), batch)
         ref = hf_loss_sum(model, batch)
@@ -194,7 +194,7 @@ def test_unknown_logit_transform_falls_back_to_full_forward(caplog):
         return out
 
     model.forward = doubled
-    batch = collate(examples(SPECS), 0, packed=False, max_length=64)
+    batch = collate(examples(SPECS), 0, max_length=64)
     ours, _ = loss_sum(model, batch)
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
     ref = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, VOCAB),
@@ -207,7 +207,7 @@ def test_peft_wrapped_model():
     from peft import LoraConfig, get_peft_model
 
     base = build_model("llama", VOCAB)
-    batch = collate(examples(SPECS), 0, packed=True, max_length=32)
+    batch = collate(examples(SPECS), 0, max_length=32, rows=packed_rows(examples(SPECS), 32))
     before, _ = loss_sum(base, batch)
     model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear", lora_dropout=0.0))
     assert unwrap(model) is base
@@ -224,7 +224,7 @@ def test_peft_lora_on_the_output_head():
     from peft import LoraConfig, get_peft_model
 
     base = build_model("llama", VOCAB)
-    batch = collate(examples(SPECS), 0, packed=False, max_length=64)
+    batch = collate(examples(SPECS), 0, max_length=64)
     model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "lm_head"],
                                             lora_dropout=0.0, init_lora_weights=False))
     ours, _ = loss_sum(model, batch, chunk_size=4)
@@ -243,7 +243,7 @@ def test_ddp_wrapped_model_syncs(tmp_path):
     dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
     try:
         model = build_model("gpt2", VOCAB)
-        batch = collate(examples(SPECS), 0, packed=False, max_length=64)
+        batch = collate(examples(SPECS), 0, max_length=64)
         ref = grads(model, hf_loss_sum(model, batch))
         ddp = DDP(model)
         for _ in range(2):  # a second step errors if the reducer did not finish the first

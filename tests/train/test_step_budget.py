@@ -31,7 +31,8 @@ def _plan(n: int, max_steps: int | None, epochs: float = 3.0) -> Plan:
 def test_max_steps_overrides_epochs_and_cycles_over_the_data():
     plan = _plan(10, max_steps=12, epochs=1)  # steps of 2 x 3 rows: an epoch is 6 + 4 rows
     assert plan.total_steps == 12 and plan.per_epoch == 2
-    seen = [i for s in range(plan.total_steps) for b in plan.step_batches(s) for i in b]
+    seen = [i for s in range(plan.total_steps) for b in plan.step_batches(s) for seq in b
+            for i in seq]
     assert all(seen.count(i) == 6 for i in range(10))  # 12 steps = 6 epochs, every row each time
     assert _plan(10, max_steps=1, epochs=100).total_steps == 1
     assert _plan(10, max_steps=None, epochs=1).total_steps == 2

@@ -20,7 +20,14 @@ import functools
 from ..errors import ConfigError
 from .templates import Segment, Template
 
-IGNORE = -100
+IGNORE = -100  # the label of a position that is not trained (Hugging Face's convention)
+
+
+def trained_count(labels) -> int:
+    """Trained targets of one example: the loss predicts labels[t] from position t - 1, so an
+    example's first token is never a target (in a packed row it would be predicted from the
+    previous example). What training divides by, and what inspect and audit report."""
+    return sum(1 for x in labels[1:] if x != IGNORE)
 
 
 def _turns(segments: list[Segment]) -> list[tuple[str, str | None]]:

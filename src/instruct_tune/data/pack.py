@@ -5,7 +5,8 @@ Label convention (Hugging Face's): `labels[t]` is the token at position t itself
 or -100 where nothing is trained; the loss shifts, so hidden state t predicts labels[t + 1].
 
 Padded batches are right-padded with a 2D mask [B, T]. Packed batches hold several examples per
-row; each example attends only to itself and its position_ids restart at 0. What keeps them
+row, laid out as the caller's `rows` say (the training plan computes them once, with `pack`); each
+example attends only to itself and its position_ids restart at 0. What keeps them
 apart is carried twice, compactly: the example boundaries (`cu_seq_lens`, the varlen kwargs
 flash-attn and train/attention.py use) and, built on demand, the exact 4D boolean
 block-diagonal causal mask [B, 1, T, T] (True = attend). `model_inputs` turns a batch into the
@@ -22,7 +23,7 @@ from typing import Protocol
 
 import torch
 
-IGNORE = -100
+from .encode import IGNORE
 
 
 class ExampleLike(Protocol):
@@ -110,24 +111,18 @@ def padding_share(bins: Sequence[Sequence[int]], lengths: Sequence[int], max_len
 # Batching
 
 
-def batches(examples: Sequence[ExampleLike | int], batch_size: int, *, packing: bool,
-            max_length: int, seed: int, epoch: int, mega: int = 50) -> list[list[int]]:
-    """The epoch's batches as lists of example indices; the same (seed, epoch) always gives the
-    same list, so a resumed run can skip exactly the batches it already trained on.
+def batches(examples: Sequence[ExampleLike | int], batch_size: int, *, seed: int, epoch: int,
+            mega: int = 50) -> list[list[int]]:
+    """The epoch's batches of `batch_size` rows (example indices); the same (seed, epoch) always
+    gives the same list, so a resumed run can skip exactly the batches it already trained on.
 
-    Without packing, similar lengths share a batch (sorted within shuffled mega-batches of
-    `mega * batch_size`), batch order is shuffled, and the batch holding the longest example
-    comes first so an out-of-memory error shows up at step 1, not hours in.
-    With packing, each batch is `batch_size` best-fit bins (rows), flattened in row order;
-    `collate(..., packed=True)` rebuilds the rows.
+    Similar lengths share a batch (sorted within shuffled mega-batches of `mega * batch_size`),
+    batch order is shuffled, and the batch holding the longest example comes first so an
+    out-of-memory error shows up at step 1, not hours in. Packing does not change which rows a
+    batch holds (only how they are laid out: `pack`), so packing never changes the training.
     """
     lengths = [_length(e) for e in examples]
     rng = random.Random(f"{seed}-{epoch}")  # str seeds hash deterministically (not per-process)
-    if packing:
-        rows = pack(lengths, max_length)
-        rng.shuffle(rows)
-        return [[i for row in rows[k:k + batch_size] for i in row]
-                for k in range(0, len(rows), batch_size)]
     order = list(range(len(lengths)))
     rng.shuffle(order)
     out: list[list[int]] = []
@@ -150,20 +145,28 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple if multiple > 1 else n
 
 
-def collate(examples: Sequence[ExampleLike], pad_id: int, *, packed: bool, max_length: int,
-            pad_multiple: int = 8) -> Batch:
+def packed_rows(examples: Sequence[ExampleLike], max_length: int) -> list[list[int]]:
+    """`pack` applied to examples: the rows `collate(..., rows=...)` lays them into."""
+    return pack([len(e.input_ids) for e in examples], max_length)
+
+
+def collate(examples: Sequence[ExampleLike], pad_id: int, *, max_length: int,
+            rows: Sequence[Sequence[int]] | None = None, pad_multiple: int = 8) -> Batch:
     """Stack examples into a Batch padded to the longest row (rounded up to `pad_multiple`,
-    never above max_length). With `packed`, examples are first packed into rows of at most
-    max_length tokens by `pack` (usually exactly the bins `batches` made for this batch)."""
+    never above max_length). Without `rows`, one example per row (a padded batch); with `rows`
+    (indices into `examples`, e.g. the bins the training plan made), a packed batch laid out
+    exactly so: each example attends only to itself and its positions restart at 0."""
     lengths = [len(e.input_ids) for e in examples]
-    rows = pack(lengths, max_length) if packed else [[i] for i in range(len(examples))]
+    packed = rows is not None
+    rows = rows if packed else [[i] for i in range(len(examples))]
     longest = max(sum(lengths[i] for i in row) for row in rows)
+    if longest > max_length:
+        raise ValueError(f"a row of {longest} tokens is longer than max_length={max_length}")
     width = max(longest, min(_round_up(longest, pad_multiple), max_length))
     B = len(rows)
     ids = torch.full((B, width), pad_id, dtype=torch.long)
     labels = torch.full((B, width), IGNORE, dtype=torch.long)
     pos = torch.empty((B, width), dtype=torch.long)
-    num_trained = 0
     real = torch.zeros(B, dtype=torch.long)
     for r, row in enumerate(rows):
         t = 0
@@ -177,7 +180,6 @@ def collate(examples: Sequence[ExampleLike], pad_id: int, *, packed: bool, max_l
             # row); unlabel it so a packed row never trains it from the previous example.
             lab[0] = IGNORE
             labels[r, t:t + n] = lab
-            num_trained += int((lab != IGNORE).sum())
             pos[r, t:t + n] = torch.arange(n)
             t += n
         real[r] = t
@@ -185,7 +187,7 @@ def collate(examples: Sequence[ExampleLike], pad_id: int, *, packed: bool, max_l
         # model's default path applies); in packed rows it is one more segment from 0.
         pos[r, t:] = torch.arange(t, width) if not packed else torch.arange(width - t)
     target = (labels.flatten()[1:] != IGNORE).nonzero().flatten()  # flat t with labels[t+1]
-    common = dict(input_ids=ids, labels=labels, position_ids=pos, num_trained=num_trained,
+    common = dict(input_ids=ids, labels=labels, position_ids=pos, num_trained=int(target.numel()),
                   num_tokens=int(real.sum()), target_index=target)
     if not packed:
         mask = (torch.arange(width)[None, :] < real[:, None]).long()

@@ -240,13 +240,11 @@ def _replan_schedule(cfg: TrainConfig, scheduler, ckpt: Path, step: int, was: in
 
 def _header(cfg, acc, data, plan: Plan, n_train: int, n_all: int, warmup: int) -> str:
     kind = f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha}" if cfg.lora else "full fine-tuning"
-    procs = f"{cfg.grad_accum} accum x {acc.num_processes} proc"
-    if cfg.packing:  # a packed sequence holds several rows: say how many a step trains
-        rows = plan.rows_per_step()
-        batch = (f"{cfg.batch_size} packed sequences x {procs} per step (~"
-                 f"{f'{rows:,.0f}' if rows >= 10 else f'{rows:.1f}'} rows/step)")
-    else:
-        batch = f"{cfg.batch_size} x {procs} = {plan.global_batch * cfg.grad_accum} rows/step"
+    batch = (f"{cfg.batch_size} x {cfg.grad_accum} accum x {acc.num_processes} proc = "
+             f"{plan.rows_per_step} rows/step")
+    if cfg.packing:  # the same rows, laid out in fewer sequences
+        batch += (f", packed into ~{plan.sequences_per_step():.1f} sequences of <= "
+                  f"{cfg.max_length} tokens")
     lines = [f"[bold]instruct-tune train[/]: {cfg.model} ({kind}, {cfg.precision}, "
              f"{acc.num_processes} process(es) on {acc.device.type})", *data.report,
              f"batches: {batch}; "
