@@ -27,8 +27,8 @@ def token_stats(records, tokenizer, template, max_length: int,
 
     result = build_examples(records, tokenizer, template, max_length=max_length,
                             truncation="drop", cache_dir="none")
-    return TokenStats([len(e) for e in result.examples], [e.num_trained for e in result.examples],
-                      list(result.dropped), max_length, context)
+    return TokenStats(result.lengths.tolist(), result.trained.tolist(), list(result.dropped),
+                      max_length, context)
 
 
 def audit(records: Sequence[Record], *, tokenizer=None, template=None, max_length: int = 2048,

@@ -96,8 +96,8 @@ def _grouped(problems: list[Problem], top: int = 5) -> list[tuple[str, str]]:
 def summary(records: list[Record], skipped, result: ExampleSet, template: Template,
             tokenizer, max_length: int, truncation: str = "drop") -> Text:
     """The summary as aligned 'label  value' lines (plain lines: long paths are never cut)."""
-    lengths = np.array([len(e.input_ids) for e in result.examples] or [0])
-    trained = sum(e.num_trained for e in result.examples)
+    lengths = result.lengths if len(result) else np.zeros(1, dtype=np.int64)
+    trained = int(result.trained.sum())
     total = int(lengths.sum())
     enc = get_encoder(tokenizer, template)
     lines = [("template", f"{template.name} (stop token {enc.stop_text!r}, id {enc.stop_id})")]

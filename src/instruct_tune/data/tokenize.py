@@ -10,47 +10,19 @@ import contextlib
 import gc
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+
+import numpy as np
 
 from ..errors import ConfigError, DataError, Problem
 from .encode import IGNORE, Encoder, _turns, get_encoder
-from .records import Message, Record, Source
+from .examples import Example, ExampleArrays, ExampleSet
+from .records import Message, Record
 from .templates import Template, TemplateRenderError, get_template
 
 __all__ = ["IGNORE", "Encoder", "Example", "ExampleSet", "build_example", "build_examples",
            "encode_prompt", "encode_prompts", "get_encoder", "stop_token_ids"]
 TRUNCATION = ("drop", "left", "error")
 _CHUNK = 4096  # records per tokenizer batch: bounded memory, a progress bar that moves
-
-
-@dataclass(slots=True)
-class Example:
-    input_ids: list[int]
-    labels: list[int]
-    source: Source
-
-    @property
-    def num_trained(self) -> int:
-        return sum(1 for x in self.labels if x != IGNORE)
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-
-@dataclass
-class ExampleSet:
-    examples: list[Example]
-    dropped: list[Problem] = field(default_factory=list)
-    cached: bool = False  # loaded from the tokenization cache
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __iter__(self):
-        return iter(self.examples)
-
-    def __getitem__(self, i):
-        return self.examples[i]
 
 
 def _truncate(ids, labels, max_length: int, mode: str, nbos: int, stop_id: int):
@@ -87,10 +59,12 @@ def left_cut_note(examples: Sequence[Example], max_length: int) -> tuple[str, st
     """What --truncation left did, for the user: (rows cut from the left exactly at --max-length
     and the least prompt any of them kept, a warning when that is a few tokens: the instruction
     itself is gone). None when no row was cut."""
-    at_limit = [e for e in examples if len(e.input_ids) == max_length]
-    if not at_limit:
+    if not isinstance(examples, ExampleArrays):
+        examples = ExampleArrays.from_examples(list(examples))
+    at_limit = np.flatnonzero(examples.lengths == max_length)
+    if not len(at_limit):
         return None
-    kept = min(next((i for i, y in enumerate(e.labels) if y != IGNORE), 0) for e in at_limit)
+    kept = int(examples.first_trained(at_limit).min())
     note = (f"--truncation left: up to {len(at_limit):,} rows cut to --max-length {max_length}; "
             f"the shortest prompt left has {kept} tokens")
     gone = ("its instruction is mostly or entirely gone: raise --max-length or use --truncation "
@@ -120,7 +94,7 @@ def _progress(total: int):
 def _tokenize(records: Sequence[Record], tokenizer, template: Template, max_length: int,
               truncation: str) -> ExampleSet:
     enc = get_encoder(tokenizer, template)
-    examples, dropped = [], []
+    ids_out, labels_out, sources, dropped = [], [], [], []
     with _progress(len(records)) as progress, gc_paused():
         task = progress.add_task("tokenizing", total=len(records))
         for lo in range(0, len(records), _CHUNK):
@@ -138,19 +112,27 @@ def _tokenize(records: Sequence[Record], tokenizer, template: Template, max_leng
                     continue
                 rendered.append(turns)
                 ok.append(rec)
-            for rec, (ids, labels, why) in zip(ok, enc.encode_turns(rendered), strict=True):
-                if why is None:
-                    nbos = len(enc.bos) if enc.bos and ids[:len(enc.bos)] == enc.bos else 0
-                    ids, labels, why = _truncate(ids, labels, max_length, truncation, nbos, enc.stop_id)
+            for rec, encoded in zip(ok, enc.encode_turns(rendered), strict=True):
+                ids, labels, why = _fit(enc, encoded, max_length, truncation)
                 if why is not None:
                     dropped.append(Problem(rec.source.path, rec.source.line, None, why))
                 else:
-                    examples.append(Example(ids, labels, rec.source))
+                    ids_out.append(ids)
+                    labels_out.append(labels)
+                    sources.append(rec.source)
             progress.advance(task, len(chunk))
     if truncation == "error" and dropped:
         raise DataError(dropped, hint="Raise --max-length, or use --truncation drop (skip these rows) "
                                       "or --truncation left (cut the prompt from the left).")
-    return ExampleSet(examples, dropped)
+    return ExampleSet(ExampleArrays.from_rows(ids_out, labels_out, sources), dropped)
+
+
+def _fit(enc: Encoder, encoded, max_length: int, truncation: str):
+    ids, labels, why = encoded
+    if why is None:
+        nbos = len(enc.bos) if enc.bos and ids[:len(enc.bos)] == enc.bos else 0
+        ids, labels, why = _truncate(ids, labels, max_length, truncation, nbos, enc.stop_id)
+    return ids, labels, why
 
 
 def build_examples(records: Sequence[Record], tokenizer, template: Template | str | None = None,
