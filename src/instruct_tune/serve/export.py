@@ -4,18 +4,16 @@ as in training.
 OUT holds safetensors weights (a LoRA adapter merged in unless --no-merge), the tokenizer whose
 `chat_template` renders our training prompt (so `apply_chat_template(messages,
 add_generation_prompt=True)` gives the same ids `instruct-tune generate` uses), a
-generation_config.json whose `eos_token_id` lists every stop token, and template.json. The export
-is checked against our own prompt encoding before it is moved into place.
+generation_config.json whose `eos_token_id` lists every stop token, and template.json: the files
+of final/, written by the same writer (train/model_dir.py), so exporting final/ reproduces it.
+The chat_template is checked against our own prompt encoding before anything is written.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from ..data.chat_template import chat_template_for, check_chat_template
 from ..errors import ConfigError
 from ..outdir import EXPORT, guard, mark, prepare, release
 
@@ -43,8 +41,10 @@ def export(model_dir: str | os.PathLike, out: str | os.PathLike, *, merge: bool 
 
 def _export(src: Path, out: Path, *, merge: bool, overwrite: bool, template: str | None,
             trust_remote_code: bool, allow_pickle: bool) -> Path:
-    from ..evaluate.generate import Generator, err, resolve_template, tokenizer_dir
+    from ..data.tokenize import stop_token_ids
+    from ..evaluate.generate import err, resolve_template, tokenizer_dir
     from ..models import is_adapter_dir, load_model, load_tokenizer, make_shareable
+    from ..train.model_dir import chat_template_problems, write_model_dir
 
     tokenizer = load_tokenizer(tokenizer_dir(src), trust_remote_code=trust_remote_code)
     tmpl = resolve_template(src, tokenizer, template)
@@ -52,37 +52,24 @@ def _export(src: Path, out: Path, *, merge: bool, overwrite: bool, template: str
     lora = is_adapter_dir(src)
     if lora and merge:
         model = model.merge_and_unload()
-    gen = Generator(model, tokenizer, tmpl, name=str(src), device="cpu")
 
-    tokenizer.chat_template = chat_template_for(tokenizer, tmpl)
-    problems = check_chat_template(tokenizer, tmpl)
+    problems = chat_template_problems(tokenizer, tmpl)
     if problems:
         err.print("[yellow]warning:[/] the exported chat_template does not reproduce the training "
                   "prompt, so plain transformers will prompt this model differently:\n  "
                   + "\n  ".join(problems))
 
-    gc = model.generation_config
-    gc.eos_token_id = list(gen.stop_ids)  # every stop token, so plain generate() stops like we do
-    gc.pad_token_id = gen.pad_id
-    if tokenizer.bos_token_id is not None:
-        gc.bos_token_id = tokenizer.bos_token_id
-
-    # Write into a sibling temp dir, then move it in: a failed export leaves OUT untouched. Its
-    # entries are moved one by one so that OUT's lock (held since the guard) stays in place.
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        model.save_pretrained(tmp)  # safetensors; an unmerged PeftModel saves just its adapter
-        if lora and not merge:
-            gc.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        tmpl.save(tmp)
+    def install(tmp: Path, out: Path) -> None:
+        # Its entries are moved one by one so that OUT's lock (held since the guard) stays.
         mark(tmp, EXPORT, entries=[p.name for p in tmp.iterdir()])  # what --overwrite may replace
-        make_shareable(tmp)  # mkdtemp made it 0700: a serving container could not read it
         prepare(out, EXPORT, overwrite=overwrite)
         for entry in tmp.iterdir():
             os.replace(entry, out / entry.name)
         make_shareable(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+
+    # Staged in a sibling temp dir, then moved in: a failed export leaves OUT untouched. The
+    # files besides the weights are train/model_dir.py's, as in final/: eos_token_id lists every
+    # stop id (the template's and EOS, then the model's own), so plain generate() stops like we do.
+    core = model.get_base_model() if lora and not merge else model
+    return write_model_dir(out, model.save_pretrained, core, tokenizer, tmpl,
+                           stop_token_ids(tokenizer, tmpl), install=install)
