@@ -28,7 +28,7 @@ from .records import Record
 CACHE_VERSION = "4"  # bump whenever tokenize.py would produce different ids or labels, or the format changes
 ENV_VAR = "INSTRUCT_TUNE_CACHE"
 CODE_FILES = ("tokenize.py", "encode.py", "templates.py", "chat_template.py", "cache.py",
-              "examples.py")
+              "examples.py", "long_rows.py")
 MAX_MB_ENV_VAR = "INSTRUCT_TUNE_CACHE_MAX_MB"
 DEFAULT_MAX_MB = 2048  # ~40 data sets of 52k Alpaca rows
 

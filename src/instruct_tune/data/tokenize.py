@@ -7,6 +7,7 @@ public API, truncation (never cutting a reply or its stop token), batching, the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import sys
 from collections.abc import Iterable, Sequence
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from ..errors import ConfigError, DataError, Problem
+from . import long_rows
 from .encode import IGNORE, Encoder, _turns, get_encoder
 from .examples import Example, ExampleArrays, ExampleSet
 from .records import Message, Record
@@ -94,12 +96,13 @@ def _progress(total: int):
 def _tokenize(records: Sequence[Record], tokenizer, template: Template, max_length: int,
               truncation: str) -> ExampleSet:
     enc = get_encoder(tokenizer, template)
+    limit = _char_limit(enc)
     ids_out, labels_out, sources, dropped = [], [], [], []
     with _progress(len(records)) as progress, gc_paused():
         task = progress.add_task("tokenizing", total=len(records))
         for lo in range(0, len(records), _CHUNK):
             chunk = records[lo:lo + _CHUNK]
-            rendered, ok = [], []
+            rendered, ok = [], []  # ok: (record, why it is dropped unread, its left tails)
             for rec in chunk:
                 try:
                     turns = _turns(template.render(rec))
@@ -110,10 +113,22 @@ def _tokenize(records: Sequence[Record], tokenizer, template: Template, max_leng
                     dropped.append(Problem(rec.source.path, rec.source.line, "messages",
                                            "no assistant reply to train on"))
                     continue
-                rendered.append(turns)
-                ok.append(rec)
-            for rec, encoded in zip(ok, enc.encode_turns(rendered), strict=True):
-                ids, labels, why = _fit(enc, encoded, max_length, truncation)
+                why = tails = None
+                if limit is not None:  # far too long rows are answered without BPE (long_rows.py)
+                    why = long_rows.too_long(turns, limit, max_length, truncation)
+                    if why is None and truncation == "left":
+                        tails = long_rows.left_tails(turns, limit, max_length)
+                if why is None:
+                    rendered += tails or [turns]
+                ok.append((rec, why, tails))
+            encoded = iter(enc.encode_turns(rendered))
+            for rec, why, tails in ok:
+                if why is None:
+                    ids, labels, why = _fit(enc, next(encoded), max_length, truncation)
+                    if tails:
+                        ids, labels, why = _same_tail((ids, labels, why),
+                                                      _fit(enc, next(encoded), max_length, truncation),
+                                                      rec, enc, max_length, truncation)
                 if why is not None:
                     dropped.append(Problem(rec.source.path, rec.source.line, None, why))
                 else:
@@ -133,6 +148,25 @@ def _fit(enc: Encoder, encoded, max_length: int, truncation: str):
         nbos = len(enc.bos) if enc.bos and ids[:len(enc.bos)] == enc.bos else 0
         ids, labels, why = _truncate(ids, labels, max_length, truncation, nbos, enc.stop_id)
     return ids, labels, why
+
+
+def _same_tail(near, far, rec: Record, enc: Encoder, max_length: int, truncation: str):
+    """Two left-truncated tails of one row: kept when they agree, else the row is tokenized whole
+    (exact; bounded, as the tails are cut only from rows a few times the budget) or dropped."""
+    if near == far:
+        return near
+    turns = _turns(enc.template.render(rec))
+    chars = sum(len(p) + len(r or "") for p, r in turns)
+    if chars <= long_rows.WHOLE_MAX_CHARS:
+        return _fit(enc, enc.encode_turns([turns])[0], max_length, truncation)
+    return None, None, (f"prompt too long to cut exactly for --truncation left ({chars:,} "
+                        "characters, and its tokens depend on where it is cut); shorten it")
+
+
+@functools.lru_cache(maxsize=8)
+def _char_limit(enc: Encoder) -> int | None:
+    """max_token_chars of the Rust tokenizer the encoder uses for every text, if it does."""
+    return None if enc._fast is None else long_rows.max_token_chars(enc._fast)
 
 
 def build_examples(records: Sequence[Record], tokenizer, template: Template | str | None = None,

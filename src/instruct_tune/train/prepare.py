@@ -64,7 +64,7 @@ def _tokenize(records, tok, template, cfg: TrainConfig, what: str, report: list[
 def _none_fit(records, tok, template, cfg: TrainConfig, what: str) -> None:
     """When every row is too long, one line with the lengths needed says more than a page of
     'longer than --max-length' rows (only this failure path pays for the second tokenization)."""
-    full = build_examples(records, tok, template, max_length=10**9, truncation="drop",
+    full = build_examples(records, tok, template, max_length=16 * cfg.max_length, truncation="drop",
                           cache_dir="none")
     lengths = sorted(len(e.input_ids) for e in full.examples)
     if len(lengths) != len(records) or lengths[0] <= cfg.max_length:
