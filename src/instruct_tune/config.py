@@ -7,6 +7,7 @@ Field docstrings are the `--help` text.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -173,6 +174,8 @@ class _Train:
     """Seed for initialisation, shuffling and dropout."""
     log_every: int = 10
     """Log loss, lr and throughput every N optimizer steps (console and metrics.jsonl)."""
+    report_to: Literal["none", "tensorboard", "wandb"] = "none"
+    """Also send metrics.jsonl's numbers and the config to TensorBoard (DIR/tensorboard) or Weights & Biases (DIR/wandb; offline without network)."""
     save_every: int = 500
     """Checkpoint every N optimizer steps (and always at the end)."""
     keep_checkpoints: int = 3
@@ -228,6 +231,11 @@ class TrainConfig(ModelOptions, DataOptions, _Train):
                 parse_duration(self.max_time)
             except ConfigError as e:
                 problems.append(str(e).rstrip("."))
+        if self.report_to != "none" and importlib.util.find_spec(self.report_to) is None:
+            # Found now, not after the model loaded (train/trackers.py imports it when the log opens).
+            problems.append(f"--report-to {self.report_to} needs the {self.report_to} package, "
+                            f"which is not installed: pip install 'instruct-tune[{self.report_to}]'"
+                            " (or leave --report-to out)")
         return problems
 
     def warnings(self) -> list[str]:

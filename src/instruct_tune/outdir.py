@@ -80,7 +80,8 @@ MODEL_FILES = ("config.json", "generation_config.json", "adapter_config.json", "
                "vocab.txt", "merges.txt", "*.model", "*.safetensors", "*.safetensors.index.json",
                "README.md")
 TRAIN = Layout("train", "a training run", ("config.yaml", ".config.yaml.tmp", "metrics.jsonl",
-               "metrics.jsonl.tmp", "checkpoints", "final", ".tmp-final", "eval.json"),
+               "metrics.jsonl.tmp", "checkpoints", "final", ".tmp-final", "eval.json",
+               "tensorboard", "wandb"),
                _legacy_train, resumable=True)
 DEMO = Layout("demo", "a demo output", ("report.json", "report.md", "loss_curve.png", "audit.json",
               "data", "eval", "train"), _legacy_demo)

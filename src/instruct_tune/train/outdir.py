@@ -7,6 +7,7 @@ metrics.jsonl.
     DIR/metrics.jsonl      one JSON object per logged step
     DIR/checkpoints/step-N full training state (see checkpoint.py)
     DIR/final/             the trained model, loadable with plain transformers
+    DIR/tensorboard/       with --report-to tensorboard (DIR/wandb/: wandb), see trackers.py
 
 Checks run before any slow work and before anything is deleted, so a typo never costs a run.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 from ..config import TrainConfig, save_yaml
 from ..errors import ConfigError
 from ..outdir import TRAIN, guard, prepare, release
+from .trackers import Tracker, open_trackers, scalars
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -88,14 +90,17 @@ def write_config(out: Path, cfg: TrainConfig) -> None:
 
 
 class MetricsLog:
-    """Appends one JSON line per logged step to DIR/metrics.jsonl.
+    """Appends one JSON line per logged step to DIR/metrics.jsonl, and hands its numbers to the
+    experiment trackers (--report-to, trackers.py).
 
     On resume, lines after the resumed step are dropped first: a run killed after its last
     checkpoint logged steps that the resumed run will redo.
     """
 
-    def __init__(self, path: Path, resume_step: int | None = None, enabled: bool = True):
+    def __init__(self, path: Path, resume_step: int | None = None, enabled: bool = True,
+                 trackers: list[Tracker] | None = None):
         self.path, self.enabled = path, enabled
+        self.trackers: list[Tracker] = []
         if not enabled:
             return
         if resume_step is not None and path.exists():
@@ -105,15 +110,24 @@ class MetricsLog:
             tmp.write_text("".join(ln + "\n" for ln in kept))
             os.replace(tmp, path)
         self._f = path.open("a")
+        # --report-to: given, or the ones the run's config.yaml (written before the log opens) names
+        self.trackers = list(trackers) if trackers is not None else open_trackers(
+            path.parent, resume_step)
 
     def write(self, record: dict) -> None:
         if self.enabled:
             self._f.write(json.dumps(record) + "\n")
             self._f.flush()
+            values = scalars(record)
+            for tracker in self.trackers:
+                tracker.log(values, int(record["step"]))
 
     def close(self) -> None:
         if self.enabled:
             self._f.close()
+            for tracker in self.trackers:
+                tracker.close()
+            self.trackers = []
 
 
 def _step_of(line: str) -> int:
