@@ -17,9 +17,9 @@ import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
+from . import load_memo
 from .errors import ModelLoadError
 from .hub import cached_snapshot, is_hub_name, resolve_hub, shadowing_folder
 from .model_safety import (
@@ -30,6 +30,9 @@ from .model_safety import (
     check_weights,
     remote_code_error,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 TOKENIZER_FILES = ("tokenizer", "vocab", "merges", "spiece", "sentencepiece")  # name prefixes
 
@@ -139,9 +142,8 @@ def _refuse_bare_checkpoint(path: Path) -> None:
 
 def load_tokenizer(name_or_path: str | os.PathLike, trust_remote_code: bool = False):
     """Load a tokenizer; a pad token is set to EOS when missing (labels are masked by position,
-    so EOS stays trained even when pad == eos)."""
-    from transformers import AutoTokenizer
-
+    so EOS stays trained even when pad == eos). A local directory loaded before is loaded through
+    the class AutoTokenizer picked then, without importing torch (load_memo.py)."""
     source = model_source(name_or_path, "tokenizer")
     path = source if isinstance(source, Path) else None
     if path is not None and not _has_tokenizer_files(path):
@@ -153,10 +155,28 @@ def load_tokenizer(name_or_path: str | os.PathLike, trust_remote_code: bool = Fa
     for fname in ("tokenizer_config.json", "config.json"):
         if path is not None and (path / fname).is_file():
             configs[fname] = _read_json(path / fname)
+    tok = load_memo.load_direct(path, trust_remote_code) if path is not None else None
+    if tok is None:
+        tok = _auto_tokenizer(source, path, name_or_path, configs, trust_remote_code)
+        if path is not None:
+            load_memo.remember_tokenizer(path, trust_remote_code, tok)
+    if tok.eos_token_id is None:
+        raise ModelLoadError(
+            f"The tokenizer of '{name_or_path}' has no EOS token, so a tuned model could never "
+            "learn to stop. Set one (tokenizer.eos_token = '...'; tokenizer.save_pretrained(...)).")
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _auto_tokenizer(source, path: Path | None, name_or_path, configs: dict,
+                    trust_remote_code: bool):
+    from transformers import AutoTokenizer
+
     try:
         # trust_remote_code is always a bool here: None would make transformers prompt on stdin.
-        tok = AutoTokenizer.from_pretrained(str(source),
-                                            trust_remote_code=bool(trust_remote_code))
+        return AutoTokenizer.from_pretrained(str(source),
+                                             trust_remote_code=bool(trust_remote_code))
     except Exception as e:  # transformers and tokenizers raise many types (even bare Exception)
         if "trust_remote_code" in str(e):
             fname, cfg = next(((n, c) for n, c in configs.items()
@@ -169,20 +189,16 @@ def load_tokenizer(name_or_path: str | os.PathLike, trust_remote_code: bool = Fa
             f"{path} has no loadable tokenizer (tokenizer.json / tokenizer_config.json): "
             f"{type(e).__name__}: {_first_line(e)}. Save the tokenizer next to the weights with "
             f"tokenizer.save_pretrained('{path}').") from None
-    if tok.eos_token_id is None:
-        raise ModelLoadError(
-            f"The tokenizer of '{name_or_path}' has no EOS token, so a tuned model could never "
-            "learn to stop. Set one (tokenizer.eos_token = '...'; tokenizer.save_pretrained(...)).")
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return tok
 
 
-def load_model(name_or_path: str | os.PathLike, *, dtype: torch.dtype = torch.float32,
+def load_model(name_or_path: str | os.PathLike, *, dtype: torch.dtype | None = None,
                trust_remote_code: bool = False, allow_pickle: bool = False):
-    """Load a causal LM (or base + LoRA adapter) for training or inference."""
+    """Load a causal LM (or base + LoRA adapter) for training or inference (dtype: float32
+    unless given)."""
+    import torch
     from transformers import AutoModelForCausalLM
 
+    dtype = torch.float32 if dtype is None else dtype
     source = model_source(name_or_path, "model")
     path = source if isinstance(source, Path) else None
     if path is not None and is_adapter_dir(path):
@@ -255,13 +271,28 @@ CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "max_se
 
 
 def context_length(name_or_path: str | os.PathLike, trust_remote_code: bool = False) -> int | None:
-    """The model's context length from its config (no weights loaded); None if unknown."""
-    from transformers import AutoConfig
-
+    """The model's context length from its config (no weights loaded); None if unknown. A local
+    directory read before answers from the memo (load_memo.py), without AutoConfig (and torch)."""
     try:
         source = model_source(name_or_path, "config")
         if isinstance(source, Path) and is_adapter_dir(source):
             source = model_source(adapter_base(source), "config")
+    except Exception:  # unknown is fine here: loading the model itself reports the real problem
+        return None
+    if isinstance(source, Path):
+        known = load_memo.recall(source, trust_remote_code)
+        if "context" in known:
+            return known["context"]
+    context = _context_from_config(source, trust_remote_code)
+    if isinstance(source, Path):
+        load_memo.remember(source, trust_remote_code, context=context)
+    return context
+
+
+def _context_from_config(source: Path | str, trust_remote_code: bool) -> int | None:
+    from transformers import AutoConfig
+
+    try:
         config = AutoConfig.from_pretrained(str(source), trust_remote_code=bool(trust_remote_code))
         config = config.get_text_config()
     except Exception:  # unknown is fine here: loading the model itself reports the real problem
