@@ -16,13 +16,10 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-import numpy as np
-from rapidfuzz.distance import Indel
-from rapidfuzz.process import cdist
-
 from .context import AuditData
 from .findings import Finding, LeverReport, examples_of, pct, plural
 from .neardup import Shingles, near_duplicate_groups
+from .rouge import best_partners
 from .words import lcs_strings, ngram_hashes, words
 
 NEAR_JACCARD = 0.8
@@ -144,16 +141,7 @@ def _rouge(d: AuditData, distinct: list[list[int]]) -> Finding:
     sampled = m > ROUGE_ALL_PAIRS_MAX
     queries = (sorted(random.Random(0).sample(range(m), ROUGE_SAMPLE)) if sampled
                else list(range(m)))
-    partner: dict[int, int] = {}
-    for s in range(0, len(queries), 500):
-        q = queries[s: s + 500]
-        scores = cdist([texts[i] for i in q], texts, scorer=Indel.normalized_similarity,
-                       score_cutoff=ROUGE_L, dtype=np.float32, workers=-1)
-        scores[np.arange(len(q)), q] = 0  # not similar to itself
-        best = scores.argmax(axis=1)
-        for r, (qi, b) in enumerate(zip(q, best.tolist(), strict=True)):
-            if scores[r, b] >= ROUGE_L:
-                partner[qi] = b
+    partner = best_partners(texts, queries, ROUGE_L)  # as comparing all pairs, faster (rouge.py)
     hits = sorted(partner)
     share = len(hits) / max(len(queries), 1)
     stats: dict = {"sampled": sampled, "compared": len(queries)}
