@@ -41,8 +41,8 @@ class DataOptions:
     """Record format; auto-detected from the columns unless given."""
     columns: Columns = None
     """Map other column names, e.g. 'instruction=question,output=answer'."""
-    template: str = "alpaca"
-    """Prompt template: alpaca, chatml, raw, model (the tokenizer's chat_template) or a .yaml/.jinja path."""
+    template: OptTemplate = None
+    """Prompt template: alpaca, chatml, raw, model (the tokenizer's chat_template) or a .yaml/.jinja path (default: the one saved with --model, else alpaca)."""
     max_length: int = 2048
     """Maximum tokens per example (prompt + response + EOS)."""
     truncation: Truncation = "drop"
@@ -54,11 +54,13 @@ class DataOptions:
     """Tokenization cache; 'none' disables it."""
 
     def problems(self) -> list[str]:
-        from .data.validate import parse_columns
+        from .data.pairs import PAIR_TARGETS
+        from .data.validate import TARGETS, parse_columns
 
         problems = [f"--max-length must be >= 2 (got {self.max_length})"] if self.max_length < 2 else []
+        pairs = getattr(self, "method", "sft") != "sft"  # preference pairs have their own fields
         try:
-            parse_columns(self.columns)
+            parse_columns(self.columns, PAIR_TARGETS if pairs else TARGETS)
         except ConfigError as e:
             problems.append(str(e).rstrip("."))
         return problems + template_problems(self.template)
@@ -156,6 +158,18 @@ class _Train:
     """Dropout on the LoRA branch's input."""
     lora_targets: str = "all-linear"
     """Comma-separated module names, or 'all-linear'."""
+    method: Literal["sft", "dpo", "ipo", "hinge", "robust", "simpo", "orpo"] = "sft"
+    """sft: supervised tuning on records; dpo, ipo, hinge, robust, simpo, orpo: preference tuning on chosen/rejected pairs (start from a tuned model)."""
+    beta: float = 0.1
+    """Preference: how far from the reference the policy may move (DPO family); SimPO's reward scale."""
+    label_smoothing: float = 0.0
+    """Preference (dpo, robust, simpo): assumed probability that a pair's preference is flipped."""
+    simpo_gamma: float = 0.5
+    """SimPO target reward margin."""
+    orpo_lambda: float = 0.1
+    """ORPO: weight of the odds-ratio term next to the chosen answer's NLL."""
+    sft_weight: float = 0.0
+    """Preference: add this times the chosen answer's per-token NLL (keeps chosen log-probs from falling)."""
     schedule: Literal["cosine", "constant"] = "cosine"
     """Learning rate after warmup: cosine decay to 0, or constant."""
     warmup_ratio: float = 0.03
@@ -220,6 +234,11 @@ class TrainConfig(ModelOptions, DataOptions, _Train):
              f"--lora-dropout must be in [0, 1) (got {self.lora_dropout})"),
         ]
         problems = DataOptions.problems(self) + [why for ok, why in checks if not ok]
+        if self.method != "sft":
+            try:
+                self.preference()
+            except ConfigError as e:
+                problems.append(str(e).rstrip("."))
         try:  # a list or mix spec: a.jsonl,b.jsonl or a.jsonl=0.7,b.jsonl=0.3 (data/mix.py)
             from .data.mix import parse_spec
 
@@ -238,14 +257,29 @@ class TrainConfig(ModelOptions, DataOptions, _Train):
                             " (or leave --report-to out)")
         return problems
 
+    def preference(self) -> PreferenceLossConfig | None:
+        """The preference loss of a --method other than sft (None for sft)."""
+        if self.method == "sft":
+            return None
+        return PreferenceLossConfig(self.method, self.beta, self.label_smoothing, self.simpo_gamma,
+                                    self.orpo_lambda, self.sft_weight)
+
     def warnings(self) -> list[str]:
-        changed = [f"--{f.replace('_', '-')}" for f in ("lora_r", "lora_alpha", "lora_dropout",
-                                                        "lora_targets")
-                   if getattr(self, f) != getattr(TrainConfig, f)]
-        if changed and not self.lora:
-            return [f"{', '.join(changed)} do{'es' if len(changed) == 1 else ''} nothing without "
-                    "--lora: this run fine-tunes all weights (add --lora to train an adapter)"]
-        return []
+        def changed(names: tuple[str, ...]) -> list[str]:
+            return [f"--{f.replace('_', '-')}" for f in names
+                    if getattr(self, f) != getattr(TrainConfig, f)]
+
+        def nothing(flags: list[str], without: str, then: str) -> list[str]:
+            return [f"{', '.join(flags)} do{'es' if len(flags) == 1 else ''} nothing without "
+                    f"{without}: {then}"] if flags else []
+
+        lora = changed(("lora_r", "lora_alpha", "lora_dropout", "lora_targets"))
+        pref = changed(("beta", "label_smoothing", "simpo_gamma", "orpo_lambda", "sft_weight"))
+        return ((nothing(lora, "--lora", "this run fine-tunes all weights (add --lora to train "
+                         "an adapter)") if not self.lora else [])
+                + (nothing(pref, "a preference --method", "this run is supervised tuning (add "
+                           "--method dpo to tune on chosen/rejected pairs)")
+                   if self.method == "sft" else []))
 
 
 @dataclass
@@ -298,6 +332,10 @@ class _Eval:
     """Print the report as JSON instead of tables."""
     samples: int = 3
     """How many sample generations to show side by side."""
+    few_shot: int = 0
+    """With --compare: also prompt the base model with this many worked examples before each question (the few-shot baseline)."""
+    shots: OptPath = None
+    """Worked examples for --few-shot (default: the training data named in the config.yaml of the run that wrote --model); rows whose prompt is an eval row's are never used."""
     batch_size: int = 16
     """Prompts generated together."""
     template: OptTemplate = None
@@ -317,8 +355,16 @@ class EvalConfig(ModelOptions, SamplingOptions, _Eval):
     positional: ClassVar[tuple[str, ...]] = ("model",)
 
     def problems(self) -> list[str]:
-        return SamplingOptions.problems(self) + (
-            [f"--batch-size must be >= 1 (got {self.batch_size})"] if self.batch_size < 1 else [])
+        return SamplingOptions.problems(self) + [why for ok, why in [
+            (self.batch_size >= 1, f"--batch-size must be >= 1 (got {self.batch_size})"),
+            (self.few_shot >= 0, f"--few-shot must be >= 0 (got {self.few_shot})"),
+            (not self.few_shot or bool(self.compare), "--few-shot is a baseline of the base "
+             "model: give it with --compare BASE"),
+        ] if not ok]
+
+    def warnings(self) -> list[str]:
+        return ["--shots does nothing without --few-shot K"] if self.shots and not self.few_shot \
+            else []
 
 
 @dataclass
@@ -354,8 +400,8 @@ class _Audit:
     """Print the report as JSON."""
     strict: bool = False
     """Exit non-zero when there is any error-level finding."""
-    template: str = "alpaca"
-    """Prompt template used for token counts (as in train)."""
+    template: OptTemplate = None
+    """Prompt template used for token counts, as in train (default: the one saved with --model, else alpaca)."""
     max_length: int = 2048
     """With --model: flag rows longer than this many tokens (train would drop them)."""
     format: RecordFormat = "auto"
@@ -397,8 +443,8 @@ class _Curate:
     """Tokenizer for the --max-length check: rows that would not fit are dropped."""
     max_length: int = 2048
     """With --model: drop rows longer than this many tokens (template included)."""
-    template: str = "alpaca"
-    """Prompt template used for token counts (as in train)."""
+    template: OptTemplate = None
+    """Prompt template used for token counts, as in train (default: the one saved with --model, else alpaca)."""
     conflicts: Literal["drop", "keep-first", "keep"] = "drop"
     """Rows with the same prompt and different outputs: drop them all, keep the first, or keep all."""
     max_near_duplicates: Annotated[int | None, tyro.conf.arg(
@@ -470,6 +516,38 @@ class DemoConfig:
     command: ClassVar[str] = "demo"
     required: ClassVar[tuple[str, ...]] = ()
     positional: ClassVar[tuple[str, ...]] = ()
+
+
+PREFERENCE_METHODS = ("dpo", "ipo", "hinge", "robust", "simpo", "orpo")
+_SMOOTHED = {"dpo", "robust", "simpo"}  # methods whose formula uses label_smoothing
+
+
+@dataclass(frozen=True)
+class PreferenceLossConfig:
+    """Which preference loss and its hyperparameters (names as in TRL where TRL has them)."""
+
+    method: str = "dpo"
+    beta: float = 0.1  # DPO-family temperature; SimPO's reward scale; unused by ORPO
+    label_smoothing: float = 0.0  # cDPO / robust-DPO flip probability; SimPO as TRL; in [0, 0.5)
+    simpo_gamma: float = 0.5  # SimPO target margin gamma, in reward units (TRL's simpo_gamma)
+    orpo_lambda: float = 0.1  # weight of ORPO's odds-ratio term (TRL's ORPOConfig.beta)
+    sft_weight: float = 0.0  # weight of the chosen answer's per-token mean NLL, added to every method
+
+    def __post_init__(self) -> None:
+        if self.method not in PREFERENCE_METHODS:
+            raise ConfigError(f"--method {self.method!r} is not a preference method; "
+                              f"use one of {', '.join(PREFERENCE_METHODS)}.")
+        if not self.beta > 0:
+            raise ConfigError(f"--beta must be > 0 (got {self.beta}); 0.1 is the usual DPO value.")
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ConfigError(f"--label-smoothing must lie in [0, 0.5) (got {self.label_smoothing}): "
+                              "it is the probability that a pair's preference label is flipped.")
+        if self.label_smoothing and self.method not in _SMOOTHED:
+            raise ConfigError(f"--label-smoothing has no effect with --method {self.method}; "
+                              f"drop it or use one of {', '.join(sorted(_SMOOTHED))}.")
+        if self.orpo_lambda < 0 or self.sft_weight < 0 or self.simpo_gamma < 0:
+            raise ConfigError("--orpo-lambda, --sft-weight and --simpo-gamma must be >= 0.")
+
 
 
 COMMAND_CONFIGS: tuple[type, ...] = (InspectConfig, AuditConfig, CurateConfig, TrainConfig,

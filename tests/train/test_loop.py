@@ -17,7 +17,6 @@ from instruct_tune.data.records import Record
 from instruct_tune.data.templates import Template, get_template
 from instruct_tune.data.tokenize import build_examples, stop_token_ids
 from instruct_tune.models import load_model, load_tokenizer
-from instruct_tune.train import loop
 from instruct_tune.train.loop import NonFiniteLossError, forward_backward
 from instruct_tune.train.run import train
 from tests.train.conftest import metrics
@@ -112,7 +111,9 @@ def test_stop_conditions(make_cfg):
 
 
 def test_nonfinite_loss_stops_with_step_and_checkpoint(make_cfg, monkeypatch):
-    real = loop.loss_sum
+    from instruct_tune.train import objective
+
+    real = objective.loss_sum
     calls = {"n": 0}
 
     def poisoned(model, batch):
@@ -120,7 +121,7 @@ def test_nonfinite_loss_stops_with_step_and_checkpoint(make_cfg, monkeypatch):
         loss, n = real(model, batch)
         return (loss * float("nan"), n) if calls["n"] == 5 else (loss, n)
 
-    monkeypatch.setattr(loop, "loss_sum", poisoned)
+    monkeypatch.setattr(objective, "loss_sum", poisoned)
     cfg = make_cfg(max_steps=8, save_every=2)
     with pytest.raises(NonFiniteLossError) as e:
         train(cfg)

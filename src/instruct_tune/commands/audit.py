@@ -33,7 +33,7 @@ def run(cfg: AuditConfig) -> int:
             eval_records = _load(cfg.eval_data, cfg).records
         tokenizer = template = context = None
         if cfg.model:
-            from ..data.templates import get_template
+            from ..data.templates import default_template, get_template
             from ..models import context_length, fit_max_length, load_tokenizer
 
             status.update(f"loading tokenizer {cfg.model}")
@@ -41,7 +41,7 @@ def run(cfg: AuditConfig) -> int:
             cfg = dataclasses.replace(cfg, max_length=fit_max_length(
                 cfg.max_length, cfg.model, lambda m: err.print(f"[yellow]warning:[/] {m}"),
                 cfg.trust_remote_code))
-            template = get_template(cfg.template, tokenizer)
+            template = get_template(cfg.template or default_template(cfg.model), tokenizer)
             context = context_length(cfg.model, cfg.trust_remote_code)
         report = audit(loaded.records, tokenizer=tokenizer, template=template,
                        max_length=cfg.max_length, eval_records=eval_records,

@@ -46,7 +46,7 @@ def run(cfg: CurateConfig) -> int:
     with err.status("loading", spinner="dots") as status:
         tokenizer = template = None
         if cfg.model:
-            from ..data.templates import get_template
+            from ..data.templates import default_template, get_template
             from ..models import fit_max_length, load_tokenizer
 
             status.update(f"loading tokenizer {cfg.model}")
@@ -54,7 +54,7 @@ def run(cfg: CurateConfig) -> int:
             cfg = dataclasses.replace(cfg, max_length=fit_max_length(
                 cfg.max_length, cfg.model, lambda m: err.print(f"[yellow]warning:[/] {m}"),
                 cfg.trust_remote_code))
-            template = get_template(cfg.template, tokenizer)
+            template = get_template(cfg.template or default_template(cfg.model), tokenizer)
         settings = {k: v for k, v in dataclasses.asdict(cfg).items()
                     if k not in ("data", "out", "mix", "overwrite")}
         report = curate_files(cfg.data, cfg.out, mix=cfg.mix, rows=cfg.rows, seed=cfg.seed,

@@ -26,7 +26,7 @@ def run(cfg: InspectConfig) -> int:
         summary,
     )
     from ..data.load import load_records_report
-    from ..data.templates import get_template
+    from ..data.templates import default_template, get_template
     from ..data.tokenize import build_examples
     from ..models import fit_max_length, load_tokenizer
 
@@ -38,7 +38,7 @@ def run(cfg: InspectConfig) -> int:
         warn(note, markup=False)
     cfg = dataclasses.replace(cfg, max_length=fit_max_length(
         cfg.max_length, cfg.model, lambda m: warn(f"[yellow]warning:[/] {m}"), cfg.trust_remote_code))
-    template = get_template(cfg.template, tokenizer)
+    template = get_template(cfg.template or default_template(cfg.model), tokenizer)
     result = build_examples(loaded.records, tokenizer, template, max_length=cfg.max_length,
                             truncation=cfg.truncation, cache_dir=cfg.cache_dir)
     n = cfg.n if cfg.n is not None else (0 if cfg.json else DEFAULT_ROWS)

@@ -225,11 +225,15 @@ def model_inputs(batch: Batch, attn_implementation: str | None,
                  "attention_mask": None}
     if not batch.packed:
         return out
-    out.update(cu_seq_lens_q=batch.cu_seq_lens, cu_seq_lens_k=batch.cu_seq_lens,
-               max_length_q=batch.max_seq_len, max_length_k=batch.max_seq_len)
     impl = attn_implementation or "sdpa"
-    if impl.startswith("flash"):
-        return out
+    if batch.cu_seq_lens is not None:
+        out.update(cu_seq_lens_q=batch.cu_seq_lens, cu_seq_lens_k=batch.cu_seq_lens,
+                   max_length_q=batch.max_seq_len, max_length_k=batch.max_seq_len)
+        if impl.startswith("flash"):
+            return out
+    elif impl.startswith("flash"):  # e.g. prefix-shared pairs (pair_batch.py): a custom mask
+        raise ValueError(f"attention '{impl}' cannot take this batch's attention mask; load the "
+                         "model with attn_implementation='sdpa' or 'eager'")
     mask = batch.attention_mask
     if impl == "eager":
         zero = torch.zeros((), dtype=dtype, device=mask.device)

@@ -259,6 +259,12 @@ def _from_yaml(path: Path) -> FormatTemplate:
         after_stop=d.get("after_stop") or "", stop=d.get("stop"))
 
 
+def default_template(model: str | None) -> str:
+    """The template to use when none is given: the one saved with the model (a run's final/ or
+    checkpoint holds template.json), else alpaca."""
+    return str(model) if model and (Path(model) / TEMPLATE_FILE).is_file() else "alpaca"
+
+
 def get_template(name_or_path: str | None, tokenizer=None) -> Template:
     """alpaca (default), chatml, raw, model (the tokenizer's chat_template), a .yaml/.jinja file, or
     a directory holding a saved template.json."""

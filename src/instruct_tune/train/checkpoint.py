@@ -188,3 +188,69 @@ def load_checkpoint(accelerator, path: Path, *, trainable: set[str] | None = Non
                           "delete it to resume from an earlier checkpoint, or start over with "
                           "--overwrite.") from None
     return state
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume: which checkpoint, whether the run is still the same, and where it left off
+
+
+def check_resume(out: Path, cfg, resumable: set[str]) -> Path:
+    """The checkpoint --resume continues from; the options it changes must be in `resumable`
+    (anything else must match the run's config.yaml)."""
+    import dataclasses
+
+    ckpt = latest_checkpoint(out)
+    if ckpt is None:
+        raise ConfigError(f"--resume: no complete checkpoint in {out / 'checkpoints'} (the run "
+                          "stopped before its first one). Start over with --overwrite.")
+    saved_path = out / "config.yaml"
+    if saved_path.is_file():
+        import yaml
+
+        saved = yaml.safe_load(saved_path.read_text()) or {}
+        now = dataclasses.asdict(cfg)
+        diff = [f"--{k.replace('_', '-')}: {saved[k]!r} -> {now[k]!r}" for k in saved
+                if k in now and k not in resumable and saved[k] != now[k]]
+        if diff:
+            raise ConfigError(f"--resume with options that differ from {saved_path}:\n  " +
+                              "\n  ".join(diff) + "\nResume with the original options "
+                              f"(--config {saved_path} --resume), or start a new --out.")
+    return ckpt
+
+
+def restore(accelerator, ckpt: Path, extra: dict, *, trainable: set[str] | None
+            ) -> tuple[dict, int | None]:
+    """Load `ckpt` into the prepared objects; return (its trainer state, the step count its
+    schedule was planned for: None in older checkpoints). `extra` is this run's identity (the
+    data it trains on): a checkpoint of other data is refused."""
+    saved = load_checkpoint(accelerator, ckpt, trainable=trainable)
+    identity = {k: v for k, v in extra.items() if k != PLANNED_STEPS}
+    was_planned = saved.get("extra", {}).pop(PLANNED_STEPS, None)
+    if saved.get("extra", {}) != identity:
+        raise ConfigError(f"--resume: the training data changed since {ckpt} was written "
+                          f"({saved.get('extra')} vs now {identity}). Resume with the "
+                          "same data, or start a new --out.")
+    return saved, was_planned
+
+
+def replan_schedule(scheduler, ckpt: Path, step: int, was: int | None, total: int,
+                    lr_before: Callable[[int], float] | None) -> str:
+    """A resume whose plan has another step count (--max-steps/--epochs changed) re-plans the lr
+    schedule: make the next step use the new schedule's lr (the checkpoint restored the old
+    plan's) and return a notice saying what changed, so nothing about it is silent.
+    `lr_before(was)`: the old plan's lr at `step`."""
+    inner = getattr(scheduler, "scheduler", scheduler)  # accelerate wraps the LambdaLR
+    lrs = [base * fn(inner.last_epoch)
+           for base, fn in zip(inner.base_lrs, inner.lr_lambdas, strict=True)]
+    for group, lr in zip(inner.optimizer.param_groups, lrs, strict=True):
+        group["lr"] = lr
+    inner._last_lr = lrs  # what get_last_lr() (the logged lr) reports for the next step
+    now = f"the learning rate at step {step + 1} is {lrs[0]:.3g}"
+    if was is None or lr_before is None:
+        return (f"[yellow]note:[/] {ckpt} does not record how many steps its learning-rate "
+                "schedule was planned for (written by an older instruct-tune), so whether "
+                f"--max-steps/--epochs changed is unknown: the schedule is planned for {total} "
+                f"steps now and {now}.")
+    return (f"[yellow]note:[/] the schedule is re-planned for {total} steps (was {was}): {now} "
+            f"(it was {lr_before(was):.3g} at step {step}). --resume continues exactly only with "
+            "the same --max-steps/--epochs.")

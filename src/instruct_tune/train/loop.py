@@ -1,10 +1,11 @@
 """The training loop, top to bottom: batches -> forward -> loss over trained tokens -> backward ->
 step -> log -> maybe evaluate -> maybe checkpoint. No callbacks.
 
-The loss of an optimizer step is the sum of token cross-entropies over ALL its micro-batches and
-processes divided by the trained-token count of the whole step (known up front from the plan).
-Averaging per micro-batch instead would weigh a short row's tokens more than a long row's.
-DDP averages gradients over processes, so each process scales its sum by world / tokens.
+The loss of an optimizer step is the sum of per-unit losses (token cross-entropies for SFT,
+per-pair losses for preference tuning: objective.py) over ALL its micro-batches and processes
+divided by the units of the whole step (known up front from the plan). Averaging per micro-batch
+instead would weigh a short row's tokens more than a long row's. DDP averages gradients over
+processes, so each process scales its sum by world / units.
 
 One host sync per optimizer step (loss, grad norm and stop flags, reduced over processes in one
 call): enough to stop on NaN before a bad update and to stop all processes at the same step.
@@ -16,7 +17,7 @@ import math
 import signal
 import time
 from collections.abc import Callable
-from contextlib import nullcontext, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import torch
 from ..config import TrainConfig
 from ..errors import InstructTuneError
 from .checkpoint import latest_checkpoint, save_checkpoint, test_signal
-from .loss import loss_sum
+from .objective import SFT
 from .outdir import MetricsLog
 from .plan import Plan
 from .progress import TrainProgress
@@ -78,36 +79,54 @@ class Run:
 def train_loop(r: Run) -> str:
     """Train until the plan ends, --max-steps, --max-time or Ctrl-C. Returns why it stopped
     ("done" or "time"); raises TrainingInterrupted after saving a checkpoint on Ctrl-C."""
-    interrupted = _catch_sigint()
-    try:
-        return _loop(r, interrupted)
-    finally:
-        _restore_sigint(interrupted)
+    stop = StopRequest()
+    with stop.catching():
+        return _loop(r, stop)
 
 
-def _loop(r: Run, interrupted: list) -> str:
+@dataclass
+class Window:
+    """What happened since the last log line."""
+
+    started: float
+    loss: float = 0.0  # sum of per-unit losses of the applied steps
+    units: int = 0  # their loss units (trained tokens, or pairs)
+    tokens: int = 0  # real tokens, for tokens/s
+    metrics: torch.Tensor | None = None  # the objective's metric sums
+
+    def add(self, loss: float, units: int, metrics: torch.Tensor) -> None:
+        self.loss += loss
+        self.units += units
+        self.metrics = metrics if self.metrics is None else self.metrics + metrics
+
+
+def _loop(r: Run, stop: StopRequest) -> str:
     acc, model, opt, cfg, st = r.accelerator, r.model, r.optimizer, r.cfg, r.state
+    objective = r.plan.objective
     world, rank, dev = acc.num_processes, acc.process_index, acc.device
     t0, elapsed0, saved_at = time.monotonic(), st.elapsed, st.step
-    window = [0.0, 0, 0, t0]  # since the last log line: loss sum, trained tokens, tokens, start
+    window = Window(t0)
     model.train()
     while st.step < r.plan.total_steps:
         step = st.step + 1
         micro = r.plan.step_batches(st.step)  # global micro-batches: example indices
-        n_trained, n_real = r.plan.tokens(micro)  # over all micro-batches and processes
-        local = [r.plan.local_batch(indices, rank) for indices in micro]
-        step_loss = forward_backward(acc, model, local, scale=world / max(n_trained, 1))
+        n_units, n_real = r.plan.tokens(micro)  # over all micro-batches and processes
+        local = [r.plan.local_batch(rows, rank) for rows in micro]
+        step_loss, sums = forward_backward(acc, model, local, scale=world / max(n_units, 1),
+                                           objective=objective)
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf
         grad_norm = acc.clip_grad_norm_(model.parameters(), max_norm)
         test_signal(f"step:{step}")
         out_of_time = r.max_time is not None and time.monotonic() - t0 >= r.max_time
-        # Stop flags travel with the loss in one reduce, so all processes stop at the same step.
-        flags = torch.tensor([float(interrupted[0]), float(out_of_time)], device=dev)
-        norm = (grad_norm if grad_norm is not None else torch.zeros(())).float().to(dev)
-        stats = torch.cat([step_loss.reshape(1), norm.reshape(1) / world, flags])
+        # Stop flags and metric sums travel with the loss in one reduce, so all processes stop
+        # at the same step; the step's one host sync.
+        norm = (grad_norm if grad_norm is not None else torch.zeros(())).double().to(dev)
+        stats = torch.cat([step_loss.double().reshape(1), norm.reshape(1) / world,
+                           torch.tensor([float(stop.requested), float(out_of_time)],
+                                        dtype=torch.float64, device=dev), sums])
         if world > 1:
             stats = acc.reduce(stats, reduction="sum")
-        loss_sum_all, gnorm, stop_int, stop_time = stats.tolist()  # the step's one host sync
+        loss_sum_all, gnorm, stop_int, stop_time = stats[:4].tolist()
         lr = r.scheduler.get_last_lr()[0]
 
         if not (math.isfinite(loss_sum_all) and math.isfinite(gnorm)):
@@ -118,28 +137,28 @@ def _loop(r: Run, interrupted: list) -> str:
                             f"({st.skipped_steps} so far)")
         else:
             opt.step()
-            window[0] += loss_sum_all
-            window[1] += n_trained
+            window.add(loss_sum_all, n_units, stats[4:].cpu())
         r.scheduler.step()
         opt.zero_grad(set_to_none=True)
         st.step = step
-        st.trained_tokens += n_trained
+        st.trained_tokens += n_units
         now = time.monotonic()
         st.elapsed = elapsed0 + now - t0
-        window[2] += n_real
-        r.progress.update(step, loss_sum_all / max(n_trained, 1), None)
+        window.tokens += n_real
+        r.progress.update(step, loss_sum_all / max(n_units, 1), None)
 
         last = step == r.plan.total_steps or stop_int > 0 or stop_time > 0
         eval_now = r.eval_plan is not None and (
             last or (cfg.eval_every > 0 and step % cfg.eval_every == 0))
         if eval_now or last or step % max(cfg.log_every, 1) == 0:
             record = {"step": step, "epoch": round(r.plan.epochs_done(step), 4),
-                      "loss": window[0] / window[1] if window[1] else None,
-                      "eval_loss": evaluate(r) if eval_now else None,
+                      "loss": window.loss / window.units if window.units else None,
+                      **(objective.metrics(window.metrics) if window.metrics is not None else {}),
                       "lr": lr, "grad_norm": gnorm,
-                      "tokens_per_s": window[2] / max(now - window[3], 1e-9),
+                      "tokens_per_s": window.tokens / max(now - window.started, 1e-9),
                       "trained_tokens": st.trained_tokens,
                       "elapsed": round(st.elapsed, 3)}
+            record.update(evaluate(r) if eval_now else {"eval_loss": None})
             if st.skipped_steps:
                 record["skipped_steps"] = st.skipped_steps
             r.metrics.write(record)
@@ -151,7 +170,7 @@ def _loop(r: Run, interrupted: list) -> str:
             save(r)
             saved_at = step
         if step % max(cfg.log_every, 1) == 0 or eval_now:  # after eval/save: not in tokens/s
-            window = [0.0, 0, 0, time.monotonic()]
+            window = Window(time.monotonic())
         if stop_int > 0 and step < r.plan.total_steps:
             ckpt = latest_checkpoint(r.out)
             raise TrainingInterrupted(
@@ -165,21 +184,25 @@ def _loop(r: Run, interrupted: list) -> str:
     return "done"
 
 
-def forward_backward(acc, model, batches: list, scale: float) -> torch.Tensor:
-    """Forward and backward over this process's micro-batches [(Batch, weight)], each loss sum
-    multiplied by `scale` (= processes / trained tokens of the whole step). Returns the
-    unscaled sum of token losses (a device tensor: no host sync here)."""
+def forward_backward(acc, model, batches: list, scale: float, objective=None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward and backward over this process's micro-batches [(batch, weight)], each loss sum
+    multiplied by `scale` (= processes / loss units of the whole step). Returns the unscaled
+    sum of per-unit losses and the objective's metric sums (device tensors: no host sync)."""
+    objective = objective or SFT()
     dev = acc.device
     total = torch.zeros((), device=dev)
+    sums = torch.zeros(len(objective.metric_names), dtype=torch.float64, device=dev)
     for j, (batch, weight) in enumerate(batches):
         batch = batch.to(dev, non_blocking=True)
         # DDP all-reduces gradients only on the step's last micro-batch.
         with nullcontext() if j == len(batches) - 1 else acc.no_sync(model):
             with acc.autocast():
-                loss, _ = loss_sum(model, batch)
+                loss, metrics = objective.loss(model, batch)
             acc.backward(loss * (scale * weight))
         total += loss.detach().float() * weight
-    return total
+        sums += metrics * weight
+    return total, sums
 
 
 def save(r: Run) -> Path:
@@ -193,20 +216,24 @@ def save(r: Run) -> Path:
 
 
 @torch.no_grad()
-def evaluate(r: Run) -> float:
-    """Mean loss per trained token over the eval set (all processes), model left in train mode."""
+def evaluate(r: Run) -> dict[str, float]:
+    """eval_loss (mean per loss unit over the eval set, all processes) and the objective's
+    eval_ metrics; the model is left in train mode."""
     acc, plan = r.accelerator, r.eval_plan
+    objective = plan.objective
     r.model.eval()
-    total = torch.zeros((), device=acc.device)
-    for indices in plan.micro_batches(0):
-        batch, weight = plan.local_batch(indices, acc.process_index)
+    total = torch.zeros(1 + len(objective.metric_names), dtype=torch.float64, device=acc.device)
+    for rows in plan.micro_batches(0):
+        batch, weight = plan.local_batch(rows, acc.process_index)
         with acc.autocast():
-            loss, _ = loss_sum(r.model, batch.to(acc.device))
-        total += loss.float() * weight
+            loss, metrics = objective.loss(r.model, batch.to(acc.device))
+        total += torch.cat([loss.double().reshape(1), metrics]) * weight
     if acc.num_processes > 1:
         total = acc.reduce(total, reduction="sum")
     r.model.train()
-    return total.item() / max(sum(plan.trained), 1)
+    total = total.cpu()
+    return {"eval_loss": total[0].item() / max(sum(plan.trained), 1),
+            **objective.metrics(total[1:], prefix="eval_")}
 
 
 def _nonfinite_message(step: int, loss: float, gnorm: float, out: Path) -> str:
@@ -219,22 +246,26 @@ def _nonfinite_message(step: int, loss: float, gnorm: float, out: Path) -> str:
             "step; or pass --skip-nonfinite to skip such steps.")
 
 
-def _catch_sigint() -> list:
-    """First Ctrl-C (or SIGTERM: preemption, torchrun shutting down) sets a flag; the loop saves a
-    checkpoint and stops after the current step. A second Ctrl-C interrupts at once."""
-    flag: list = [False, {}]
+@dataclass
+class StopRequest:
+    """First Ctrl-C (or SIGTERM: preemption, torchrun shutting down) sets `requested`; the loop
+    saves a checkpoint and stops after the current step. A second Ctrl-C interrupts at once."""
 
-    def handler(signum, frame):
-        if flag[0] and signum == signal.SIGINT:
+    requested: bool = False
+    _previous: dict = field(default_factory=dict)
+
+    def _handler(self, signum, frame) -> None:
+        if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        flag[0] = True
+        self.requested = True
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with suppress(ValueError):  # not the main thread (e.g. a notebook worker): keep default
-            flag[1][sig] = signal.signal(sig, handler)
-    return flag
-
-
-def _restore_sigint(flag: list) -> None:
-    for sig, old in flag[1].items():
-        signal.signal(sig, old)
+    @contextmanager
+    def catching(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with suppress(ValueError):  # not the main thread (a notebook worker): keep default
+                self._previous[sig] = signal.signal(sig, self._handler)
+        try:
+            yield self
+        finally:
+            for sig, old in self._previous.items():
+                signal.signal(sig, old)

@@ -141,13 +141,8 @@ def default_chunk(vocab: int, device: torch.device) -> int:
     return max(32, budget // max(vocab, 1))
 
 
-def loss_sum(model: nn.Module, batch: Batch, chunk_size: int | None = None
-             ) -> tuple[torch.Tensor, int]:
-    """(sum of token cross-entropies over labelled targets, number of such targets).
-
-    `batch.labels` follow the HF convention (not yet shifted); hidden state t predicts
-    labels[t + 1]. `model` may be wrapped (DDP, FSDP, accelerate, peft, compiled).
-    """
+def _setup(model: nn.Module, batch) -> tuple[nn.Module, _Plan, dict]:
+    """(the plain HF model, its loss plan, the forward's keyword arguments)."""
     core = unwrap(model)
     plan = _PLANS.get(core)
     if plan is None:
@@ -157,7 +152,29 @@ def loss_sum(model: nn.Module, batch: Batch, chunk_size: int | None = None
         # (FSDP2: SIGSEGV in the second step's backward). The model's logits: more memory.
         plan = _PLANS[core] = _Plan("full") if is_sharded(model) else _make_plan(core)
     dtype = next(core.parameters()).dtype
-    kwargs = model_inputs(batch, getattr(core.config, "_attn_implementation", None), dtype)
+    return core, plan, model_inputs(batch, getattr(core.config, "_attn_implementation", None), dtype)
+
+
+def _at_targets(model: nn.Module, core: nn.Module, plan: _Plan, kwargs: dict,
+                index: torch.Tensor) -> torch.Tensor:
+    """Final hidden states (or, in "full" mode, the model's logits) at flat positions `index`."""
+    if plan.mode == "full":
+        # Fallback: the model's own logits (full [B, T, vocab]); only used when the chunked
+        # head could not be verified to match the model's forward, or under FSDP.
+        logits = model(**kwargs, use_cache=False).logits
+        return logits.reshape(-1, logits.shape[-1]).index_select(0, index)
+    hidden = _forward_hidden(model, _parts(core)[0], kwargs)
+    return hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)
+
+
+def loss_sum(model: nn.Module, batch: Batch, chunk_size: int | None = None
+             ) -> tuple[torch.Tensor, int]:
+    """(sum of token cross-entropies over labelled targets, number of such targets).
+
+    `batch.labels` follow the HF convention (not yet shifted); hidden state t predicts
+    labels[t + 1]. `model` may be wrapped (DDP, FSDP, accelerate, peft, compiled).
+    """
+    core, plan, kwargs = _setup(model, batch)
     # Flat positions whose next token is labelled, and those tokens. `collate` computes the
     # index on the CPU, so no device sync here; rows never leak because `collate` unlabels
     # each example's first token.
@@ -167,17 +184,44 @@ def loss_sum(model: nn.Module, batch: Batch, chunk_size: int | None = None
         index = (shifted != IGNORE).nonzero().squeeze(1)
     targets = batch.labels.reshape(-1).index_select(0, index + 1)
     n = int(index.numel())
+    h = _at_targets(model, core, plan, kwargs, index)
     if plan.mode == "full":
-        # Fallback: the model's own logits (full [B, T, vocab]); only used when the chunked
-        # head could not be verified to match the model's forward.
-        logits = model(**kwargs, use_cache=False).logits
-        flat = logits.reshape(-1, logits.shape[-1]).index_select(0, index)
-        return F.cross_entropy(flat.float(), targets, reduction="sum"), n
-    backbone, head = _parts(core)
-    hidden = _forward_hidden(model, backbone, kwargs)
-    hidden = hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)
-    chunk = chunk_size or default_chunk(plan.vocab, hidden.device)
-    return head_cross_entropy(hidden, head, targets, chunk, plan.transform), n
+        return F.cross_entropy(h.float(), targets, reduction="sum"), n
+    chunk = chunk_size or default_chunk(plan.vocab, h.device)
+    return head_cross_entropy(h, _parts(core)[1], targets, chunk, plan.transform), n
+
+
+def answer_logps(model: nn.Module, batch, chunk_size: int | None = None) -> torch.Tensor:
+    """Summed log-prob of every answer of a pair batch (data/pair_batch.py), [2 * pairs]:
+    log p(token | context) read at `batch.target_index` for `batch.targets`, summed per
+    `batch.answer`. No [tokens x vocab] tensor outlives one chunk, forward or backward."""
+    core, plan, kwargs = _setup(model, batch)
+    h = _at_targets(model, core, plan, kwargs, batch.target_index)
+    if plan.mode == "full":
+        logps = torch.log_softmax(h.float(), -1).gather(1, batch.targets[:, None]).squeeze(1)
+    else:
+        chunk = chunk_size or default_chunk(plan.vocab, h.device)
+        logps = head_logps(h, _parts(core)[1], batch.targets, chunk, plan.transform)
+    total = torch.zeros(2 * batch.num_pairs, dtype=logps.dtype, device=logps.device)
+    return total.index_add(0, batch.answer, logps)
+
+
+def head_logps(hidden: torch.Tensor, head: nn.Module, targets: torch.Tensor, chunk_size: int,
+               transform: Transform = None) -> torch.Tensor:
+    """log softmax(transform(head(hidden[i])))[targets[i]] for every row, in chunks; with
+    gradients each chunk's logits are recomputed in the backward instead of kept."""
+    def chunk_logps(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        z = head(h).float()
+        if transform is not None:
+            z = transform(z)
+        return torch.log_softmax(z, -1).gather(1, t[:, None]).squeeze(1)
+
+    if hidden.shape[0] == 0:  # keep the graph connected so backward and DDP still work
+        return hidden.sum(-1) * 0.0 + sum(p.sum() * 0.0 for p in head.parameters())
+    parts = zip(hidden.split(chunk_size), targets.split(chunk_size), strict=True)
+    if not torch.is_grad_enabled():
+        return torch.cat([chunk_logps(h, t) for h, t in parts])
+    return torch.cat([checkpoint(chunk_logps, h, t, use_reentrant=False) for h, t in parts])
 
 
 # ---------------------------------------------------------------------------------------------

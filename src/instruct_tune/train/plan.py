@@ -14,8 +14,8 @@ as few sequences of at most --max-length tokens as they need, in micro-batches o
 could. A micro-batch is a list of sequences, each a list of example indices; `collate` lays them
 out exactly as planned. Process r trains sequences r, r + world, ... of each micro-batch.
 
-Every process knows the whole plan, so the trained-token count of a step (the loss denominator,
-summed over micro-batches and processes) needs no communication. A process left without a
+Every process knows the whole plan, so the loss units of a step (the loss denominator: trained
+tokens, or pairs for preference tuning; see objective.py) need no communication. A process left without a
 sequence (tiny last batch) runs one with weight 0 so collective ops stay in step.
 """
 
@@ -24,8 +24,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from ..data.encode import trained_count
-from ..data.pack import Batch, batches, collate, pack
+from ..data.pack import Batch, batches, pack
+from .objective import SFT
 
 Rows = list[list[int]]  # a micro-batch: sequences of example indices
 
@@ -33,15 +33,17 @@ Rows = list[list[int]]  # a micro-batch: sequences of example indices
 class Plan:
     def __init__(self, examples: Sequence, *, batch_size: int, grad_accum: int, world: int,
                  packing: bool, max_length: int, seed: int, epochs: float,
-                 max_steps: int | None, pad_id: int, shuffle: bool = True):
+                 max_steps: int | None, pad_id: int, shuffle: bool = True, objective=None):
+        self.objective = objective or SFT()
         self.examples, self.world, self.grad_accum = examples, world, grad_accum
-        self.packing, self.max_length, self.seed, self.pad_id = packing, max_length, seed, pad_id
+        self.max_length = self.objective.capacity(max_length)  # longest sequence laid out
+        self.packing, self.seed, self.pad_id = packing, seed, pad_id
         self.global_batch = batch_size * world  # sequences per micro-batch, all processes
         self.rows_per_step = self.global_batch * grad_accum
         self.shuffle = shuffle
         self._epochs: dict[int, list[list[Rows]]] = {}
-        self.trained = [trained_count(e.labels) for e in examples]  # the loss divides by it
-        self.lengths = [len(e.input_ids) for e in examples]
+        self.trained = [self.objective.units(e) for e in examples]  # the loss divides by it
+        self.lengths = [self.objective.length(e) for e in examples]
         self.per_epoch = len(self.epoch(0))  # optimizer steps
         # HF Trainer/TRL semantics: --max-steps overrides --epochs, cycling epochs.
         self.total_steps = max_steps or max(1, math.ceil(epochs * self.per_epoch))
@@ -101,7 +103,8 @@ class Plan:
         examples = [self.examples[i] for i in flat]
         at = {i: k for k, i in enumerate(flat)}
         layout = [[at[i] for i in seq] for seq in mine] if self.packing else None
-        return collate(examples, self.pad_id, max_length=self.max_length, rows=layout), weight
+        return self.objective.collate(examples, self.pad_id, max_length=self.max_length,
+                                      rows=layout, indices=flat), weight
 
     def sequences_per_step(self) -> float:
         """Mean sequences an optimizer step trains on (with packing: packed sequences)."""

@@ -18,42 +18,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..config import PREFERENCE_METHODS as METHODS
+from ..config import PreferenceLossConfig
 
-METHODS = ("dpo", "ipo", "hinge", "robust", "simpo", "orpo")
 NEEDS_REFERENCE = {"dpo", "ipo", "hinge", "robust"}  # simpo/orpo are reference-free
-_SMOOTHED = {"dpo", "robust", "simpo"}  # methods whose formula uses label_smoothing
+__all__ = ["METHODS", "NEEDS_REFERENCE", "PairLogps", "PreferenceLossConfig", "metric_sums",
+           "metrics_from_sums", "preference_losses", "preference_metrics"]
 
 # ORPO's odds p/(1-p) are infinite at p = 1. Float32 log-softmax returns exactly 0 for tokens above
 # ~1-6e-8, so cap the *average* log-prob at log(1 - 1e-6): odds at most 1e6, gradients finite.
 _ORPO_MAX_AVG_LOGP = math.log1p(-1e-6)
-
-
-@dataclass(frozen=True)
-class PreferenceLossConfig:
-    """Which preference loss and its hyperparameters (names as in TRL where TRL has them)."""
-
-    method: str = "dpo"
-    beta: float = 0.1  # DPO-family temperature; SimPO's reward scale; unused by ORPO
-    label_smoothing: float = 0.0  # cDPO / robust-DPO flip probability; SimPO as TRL; in [0, 0.5)
-    simpo_gamma: float = 0.5  # SimPO target margin gamma, in reward units (TRL's simpo_gamma)
-    orpo_lambda: float = 0.1  # weight of ORPO's odds-ratio term (TRL's ORPOConfig.beta)
-    sft_weight: float = 0.0  # weight of the chosen answer's per-token mean NLL, added to every method
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"--method {self.method!r} is not a preference method; "
-                              f"use one of {', '.join(METHODS)}.")
-        if not self.beta > 0:
-            raise ConfigError(f"--beta must be > 0 (got {self.beta}); 0.1 is the usual DPO value.")
-        if not 0.0 <= self.label_smoothing < 0.5:
-            raise ConfigError(f"--label-smoothing must lie in [0, 0.5) (got {self.label_smoothing}): "
-                              "it is the probability that a pair's preference label is flipped.")
-        if self.label_smoothing and self.method not in _SMOOTHED:
-            raise ConfigError(f"--label-smoothing has no effect with --method {self.method}; "
-                              f"drop it or use one of {', '.join(sorted(_SMOOTHED))}.")
-        if self.orpo_lambda < 0 or self.sft_weight < 0 or self.simpo_gamma < 0:
-            raise ConfigError("--orpo-lambda, --sft-weight and --simpo-gamma must be >= 0.")
 
 
 @dataclass

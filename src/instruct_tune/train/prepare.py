@@ -84,6 +84,11 @@ def load_data(cfg: TrainConfig, say: Callable[[str], None]) -> Data:
     if added:
         tok.add_tokens(added, special_tokens=True)
     report: list[str] = []
+    _check_data_kind(cfg)
+    stop_ids = stop_token_ids(tok, template)
+    if cfg.method != "sft":
+        train, evals = _pairs(cfg, tok, template, report)
+        return Data(tok, template, train, evals, [], stop_ids, added, report)
     loaded = load_spec(cfg.data, format=cfg.format, columns=cfg.columns,  # a.jsonl=0.7,b.jsonl=0.3
                        skip_invalid=cfg.skip_invalid, seed=cfg.seed)
     report.append(format_summary(loaded))
@@ -94,19 +99,74 @@ def load_data(cfg: TrainConfig, say: Callable[[str], None]) -> Data:
         report.append("eval: " + format_summary(held))
         eval_records = list(held.records)
     elif cfg.eval_split > 0:
-        if len(records) < 2:
-            raise DataError([], hint="--eval-split needs at least 2 rows.")
-        n_eval = min(len(records) - 1, max(1, round(cfg.eval_split * len(records))))
-        chosen = set(random.Random(cfg.seed).sample(range(len(records)), n_eval))
-        eval_records = [r for i, r in enumerate(records) if i in chosen]
-        records = [r for i, r in enumerate(records) if i not in chosen]
-        report.append(f"eval: held out {n_eval:,} of the rows (--eval-split {cfg.eval_split})")
+        records, eval_records = _split(records, cfg, report)
     train = _tokenize(records, tok, template, cfg, "train", report)
     evals = _tokenize(eval_records, tok, template, cfg, "eval", report) if eval_records else []
     report.append(f"examples: {len(train):,} train, {len(evals):,} eval; "
                   f"{sum(len(e.input_ids) for e in train):,} train tokens")
-    return Data(tok, template, train, evals, eval_records, stop_token_ids(tok, template),
-                added, report)
+    return Data(tok, template, train, evals, eval_records, stop_ids, added, report)
+
+
+def _split(rows: list, cfg: TrainConfig, report: list[str]) -> tuple[list, list]:
+    """--eval-split: (train rows, held-out rows), a seeded sample."""
+    if len(rows) < 2:
+        raise DataError([], hint="--eval-split needs at least 2 rows.")
+    n_eval = min(len(rows) - 1, max(1, round(cfg.eval_split * len(rows))))
+    chosen = set(random.Random(cfg.seed).sample(range(len(rows)), n_eval))
+    report.append(f"eval: held out {n_eval:,} of the rows (--eval-split {cfg.eval_split})")
+    return ([r for i, r in enumerate(rows) if i not in chosen],
+            [r for i, r in enumerate(rows) if i in chosen])
+
+
+def _check_data_kind(cfg: TrainConfig) -> None:
+    """Pairs need a preference --method, records need sft: say so instead of a column error."""
+    from ..data.mix import parse_spec
+    from ..data.pairs import is_preference_source
+
+    sources = [s.path for s in parse_spec(cfg.data)]
+    pairs = [is_preference_source(p, cfg.columns) for p in sources]
+    if cfg.method == "sft" and any(pairs):
+        raise ConfigError(f"--data {cfg.data} holds preference pairs (chosen/rejected): pass a "
+                          "preference --method (dpo, ipo, hinge, robust, simpo or orpo), usually "
+                          "with --model a supervised-tuned model (e.g. RUN/final).")
+    if cfg.method != "sft" and not all(pairs):
+        raise ConfigError(f"--method {cfg.method} trains on chosen/rejected pairs, but --data "
+                          f"{cfg.data} holds no 'chosen'/'rejected' columns. Give a pair file "
+                          '({"prompt", "chosen", "rejected"}) or use --method sft.')
+    if cfg.method != "sft" and len(sources) > 1:
+        raise ConfigError("--data: preference tuning reads one pair file (mixing pair files is "
+                          "not supported yet); combine them first, e.g. with `instruct-tune curate`.")
+
+
+def _pairs(cfg: TrainConfig, tok, template: Template, report: list[str]) -> tuple[list, list]:
+    """Preference pairs for train and eval, tokenized (data/pair_tokenize.py)."""
+    from ..data.pair_tokenize import build_pairs
+    from ..data.pairs import load_pairs
+
+    def load(path: str, what: str) -> list:
+        loaded = load_pairs(path, columns=cfg.columns, skip_invalid=cfg.skip_invalid)
+        report.append(("eval: " if what == "eval" else "") + loaded.summary())
+        return list(loaded.records)
+
+    def tokenize(records: list, what: str) -> list:
+        result = build_pairs(records, tok, template, max_length=cfg.max_length,
+                             cache_dir=cfg.cache_dir)
+        if result.dropped:
+            report.append(f"{what}: dropped {len(result.dropped):,} pairs at tokenization "
+                          f"(first: {result.dropped[0]})")
+        if not result.examples and records:
+            raise DataError(result.dropped, hint=f"No {what} pairs left after tokenization: "
+                            "raise --max-length.")
+        return list(result.examples)
+
+    records = load(cfg.data, "train")
+    held = load(cfg.eval_data, "eval") if cfg.eval_data else []
+    if cfg.eval_split > 0:
+        records, held = _split(records, cfg, report)
+    train, evals = tokenize(records, "train"), tokenize(held, "eval") if held else []
+    report.append(f"pairs: {len(train):,} train, {len(evals):,} eval; "
+                  f"{sum(len(p.chosen_ids) + len(p.rejected_ids) for p in train):,} answer tokens")
+    return train, evals
 
 
 def load_model_for_training(cfg: TrainConfig, tokenizer) -> tuple[torch.nn.Module, list[int]]:

@@ -56,6 +56,8 @@ class TrainProgress:
             return
         parts = [f"step {record['step']}/{self.total}"]
         for key, fmt in (("loss", "loss {:.4f}"), ("eval_loss", "eval_loss {:.4f}"),
+                         ("rewards/accuracies", "acc {:.2f}"), ("rewards/margins", "margin {:.3f}"),
+                         ("eval_rewards/accuracies", "eval_acc {:.2f}"),
                          ("lr", "lr {:.2e}"), ("grad_norm", "grad_norm {:.3f}"),
                          ("tokens_per_s", "{:,.0f} tok/s")):
             if record.get(key) is not None:
