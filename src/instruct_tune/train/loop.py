@@ -51,7 +51,7 @@ class TrainState:
     """Counters a checkpoint restores besides tensors (the data position follows from `step`)."""
 
     step: int = 0
-    trained_tokens: int = 0
+    trained_tokens: int = 0  # loss units so far: trained tokens (SFT) or pairs (preference)
     elapsed: float = 0.0  # seconds of training over all sessions
     skipped_steps: int = 0  # non-finite steps skipped with --skip-nonfinite
     extra: dict = field(default_factory=dict)  # run identity checked on resume
@@ -156,7 +156,7 @@ def _loop(r: Run, stop: StopRequest) -> str:
                       **(objective.metrics(window.metrics) if window.metrics is not None else {}),
                       "lr": lr, "grad_norm": gnorm,
                       "tokens_per_s": window.tokens / max(now - window.started, 1e-9),
-                      "trained_tokens": st.trained_tokens,
+                      objective.units_name: st.trained_tokens,
                       "elapsed": round(st.elapsed, 3)}
             record.update(evaluate(r) if eval_now else {"eval_loss": None})
             if st.skipped_steps:

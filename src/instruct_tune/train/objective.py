@@ -37,6 +37,7 @@ class SFT:
     """Cross-entropy over response tokens, normalized per trained token."""
 
     name = "sft"
+    units_name = "trained_tokens"  # what metrics.jsonl calls the units trained so far
     metric_names: tuple[str, ...] = ()
 
     def length(self, ex) -> int:
@@ -70,6 +71,7 @@ class Preference:
     config: PreferenceLossConfig
     reference: Sequence[tuple[float, float]] | None = None
     metric_names: tuple[str, ...] = field(default=(*METRIC_NAMES, "pairs"))
+    units_name = "trained_pairs"
 
     @property
     def name(self) -> str:
