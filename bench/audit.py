@@ -7,9 +7,14 @@ of 20-200 words. The baseline, run in the same process on the same 52,000 instru
 near-duplicate search done the textbook way with datasketch (`MinHash.bulk` + `MinHashLSH` insert
 and query); the audit's own search is numpy-vectorised MinHash + banding.
 
-    python bench/audit.py [--rows 52000] [--no-baseline] [--curate-only]
+    python bench/audit.py [--rows 52000] [--no-baseline] [--curate-only] [--long-prompts-only]
 
 The last line compares `curate` with `audit` on the same file (issue 15: about the same time).
+
+Long prompts (issue 16): the same scaling on 55,000 prompt/completion rows whose prompts are task
+templates around 30-110-word documents (bench/prompt_rows.py), then `instruct-tune audit FILE` as
+a whole process on all of them. Target: <= 45 s on 2 cores (before: ~127 s wall, 60 s CPU, most of
+it comparing 1,000 sampled prompts with all 55,000 by ROUGE-L).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from instruct_tune.data.records import Record, Source  # noqa: E402
 from tests.audit.synth import Synth  # noqa: E402
 
 LIMIT_S = 60.0
+LONG_LIMIT_S = 45.0
 
 
 def eval_set(train: list[Record], n: int = 1000) -> list[Record]:
@@ -110,15 +116,61 @@ def curate_vs_audit(train: list[Record], ev: list[Record]) -> float:
     return curate_s / audit_s
 
 
+# --- long templated prompts (issue 16): scaling in-process, then the whole command -------------
+def long_prompts(rows: int = 55_000) -> bool:
+    import json
+    import resource
+    import subprocess
+    import tempfile
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from prompt_rows import prompt_rows
+
+    data = prompt_rows(rows)
+    records = [Record.alpaca(r["prompt"], r["completion"], source=Source("rows.jsonl", i + 1))
+               for i, r in enumerate(data)]
+    sizes = [n for n in (5_000, 13_750, 27_500, 55_000) if n < rows] + [rows]
+    walls, cpus = [], []
+    for n in sizes:
+        _, wall, cpu = timed(lambda n=n: audit(records[:n]))
+        walls.append(wall)
+        cpus.append(cpu)
+        print(f"  long prompts {n:>7,} rows: {wall:6.2f} s wall, {cpu:6.2f} s CPU")
+    exponent = float(np.polyfit(np.log(sizes), np.log(walls), 1)[0])
+    cpu_exp = float(np.polyfit(np.log(sizes), np.log(cpus), 1)[0])
+    print(f"  growth exponent on long-prompt rows: {exponent:.2f} wall, {cpu_exp:.2f} CPU")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "rows.jsonl")
+        path.write_text("".join(json.dumps(r) + "\n" for r in data))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "instruct_tune.cli", "audit", str(path)],
+                       capture_output=True, check=True)
+        whole = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    whole_cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    ok = whole <= LONG_LIMIT_S and exponent < 1.3
+    print(f"SUMMARY audit of {rows:,} long-prompt rows as a whole process: {whole:.1f} s wall, "
+          f"{whole_cpu:.1f} s CPU ({whole / LONG_LIMIT_S:.2f} of the {LONG_LIMIT_S:.0f} s budget; "
+          f"~127 s before), time x{walls[-1] / walls[0]:.1f} for rows x{sizes[-1] / sizes[0]:.1f} "
+          f"(exponent {exponent:.2f}): {'PASS' if ok else 'FAIL'}")
+    return ok
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=52_000)
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--curate-only", action="store_true", help="only the curate/audit ratio")
+    ap.add_argument("--long-prompts-only", action="store_true",
+                    help="only the long-prompt scaling and whole-process audit")
+    ap.add_argument("--long-rows", type=int, default=55_000)
     args = ap.parse_args()
     if args.curate_only:
         train = Synth(0).records(args.rows)
         return 0 if curate_vs_audit(train, eval_set(train)) <= 1.5 else 1
+    if args.long_prompts_only:
+        return 0 if long_prompts(args.long_rows) else 1
 
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     train, gen_s, _ = timed(lambda: Synth(0).records(args.rows))
@@ -157,7 +209,8 @@ def main() -> int:
           f"x{sizes[-1] / sizes[0]:.1f} (exponent {exponent:.2f}){speedup}: "
           f"{'PASS' if ok else 'FAIL'}")
     curate_vs_audit(train, ev)  # issue 15: curate should take about as long as audit
-    return 0 if ok else 1
+    long_ok = long_prompts(args.long_rows)
+    return 0 if ok and long_ok else 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Tokenize + mask 52,000 Alpaca-sized rows: cold (empty cache) and warm (cache hit).
+"""Tokenize + mask 52,000 Alpaca-sized rows: cold (empty cache) and warm (cache hit); then the
+whole `inspect DATA -n 1` process on 55,000 long-prompt rows, cold and warm.
 
 Targets (issue 3): <= 30 s cold and <= 2 s warm on 2 cores. Two reference points run in the same
 process on the same rows: a reference (the Rust tokenizer alone, batched, on the formatted texts:
@@ -6,13 +7,23 @@ roughly what any correct approach must pay) and the baseline, the per-row loop m
 (and TRL's SFTTrainer dataset.map) use: tokenizer(prompt) and tokenizer(prompt + output) + EOS.
 On a shared machine wall times swell with the load average; CPU seconds are printed too.
 
-    python bench/preprocess.py [--rows 52000] [--baseline-rows 52000]
+Whole process (issue 16): `instruct-tune inspect DATA --model M -n 1` as a user runs it, timed
+as a subprocess (interpreter start, imports, loading, tokenizing or the cache, printing) on
+55,000 prompt/completion rows with long templated prompts (bench/prompt_rows.py), with
+stories260k's tokenizer (../shared/models/stories260k, or --model). Cold: empty tokenization cache
+and model memo (a first run); warm: the same command again (best of 3). Targets: warm <= 3 s,
+cold <= 30 s (before: 11.8 s warm).
+
+    python bench/preprocess.py [--rows 52000] [--baseline-rows 52000] [--whole-rows 55000]
+                               [--model DIR] [--whole-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +33,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import build_tokenizer, make_rows  # noqa: E402
+from prompt_rows import write_prompt_rows  # noqa: E402
 
 from instruct_tune.data.records import Record, Source  # noqa: E402
 from instruct_tune.data.templates import get_template  # noqa: E402
@@ -40,11 +52,62 @@ def baseline(rows: list[dict], tok, template) -> float:
     return time.perf_counter() - t0
 
 
+STORIES = Path(__file__).resolve().parents[2] / "shared" / "models" / "stories260k"
+WARM_S, COLD_S = 3.0, 30.0
+
+
+def run_inspect(data: Path, model: str, env: dict) -> tuple[float, float, str]:
+    """(wall s, CPU s of the child, its stdout) of one whole `inspect DATA -n 1` process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "instruct_tune.cli", "inspect", str(data),
+                          "--model", model, "-n", "1"], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, out
+
+
+def whole_process(rows: int, model: str | None) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        if model is None and (STORIES / "tokenizer.json").is_file():
+            model = str(STORIES)
+        elif model is None:  # no shared model: a bench tokenizer (no config: --max-length 2048)
+            model = str(Path(tmp, "tok"))
+            build_tokenizer(32_000).save_pretrained(model)
+        data = write_prompt_rows(Path(tmp, "rows.jsonl"), rows)
+        env = {**os.environ, "INSTRUCT_TUNE_CACHE": str(Path(tmp, "cache")),
+               "INSTRUCT_TUNE_MODEL_MEMO": str(Path(tmp, "memo"))}
+        cold, cold_cpu, out = run_inspect(data, model, env)
+        warm = [run_inspect(data, model, env) for _ in range(3)]
+        warm_s, warm_cpu, warm_out = min(warm)
+    assert "(from cache)" in warm_out and "(from cache)" not in out
+    kept = next(line for line in out.splitlines() if line.startswith("kept"))
+    tokens = next(line for line in out.splitlines() if line.startswith("tokens"))
+    print(f"whole process `inspect DATA -n 1`, {rows:,} long-prompt rows, {Path(model).name}: "
+          f"{kept.split(None, 1)[1]}; {tokens.split(None, 1)[1]}")
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    print(f"  cold (empty cache and memo): {cold:.2f} s wall, {cold_cpu:.2f} s CPU   "
+          f"target <= {COLD_S:.0f} s: {'OK' if cold <= COLD_S else 'MISSED'}")
+    print(f"  warm (best of 3):            {warm_s:.2f} s wall, {warm_cpu:.2f} s CPU   "
+          f"target <= {WARM_S:.0f} s: {'OK' if warm_s <= WARM_S else 'MISSED'}")
+    print(f"SUMMARY whole-process inspect on {rows:,} rows: warm {warm_s:.2f} s "
+          f"({warm_s / WARM_S:.2f} of the {WARM_S:.0f} s target; 11.8 s before), cold {cold:.1f} s "
+          f"({cold / COLD_S:.2f} of {COLD_S:.0f} s)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=52_000)
     ap.add_argument("--baseline-rows", type=int, default=52_000)
+    ap.add_argument("--whole-rows", type=int, default=55_000)
+    ap.add_argument("--model", default=None, help="model/tokenizer dir for the whole-process runs")
+    ap.add_argument("--whole-only", action="store_true", help="only the whole-process runs")
     args = ap.parse_args()
+    if args.whole_only:
+        whole_process(args.whole_rows, args.model)
+        return
 
     t0 = time.perf_counter()
     tok = build_tokenizer(32_000)
@@ -95,6 +158,7 @@ def main() -> None:
     print(f"baseline per-row loop: {t_base:.2f} s wall, {c_base:.2f} s CPU{note}")
     print(f"ratio (baseline / ours, wall): cold {t_base / t_cold:.2f}x, warm {t_base / t_warm:.1f}x; "
           f"(CPU): cold {c_base / c_cold:.2f}x, warm {c_base / c_warm:.1f}x")
+    whole_process(args.whole_rows, args.model)
 
 
 if __name__ == "__main__":
