@@ -59,8 +59,11 @@ class DataOptions:
 
         problems = [f"--max-length must be >= 2 (got {self.max_length})"] if self.max_length < 2 else []
         pairs = getattr(self, "method", "sft") != "sft"  # preference pairs have their own fields
+        # inspect reads either kind of file: both kinds of field
+        targets = (PAIR_TARGETS if pairs else TARGETS) if hasattr(self, "method") else tuple(
+            dict.fromkeys(TARGETS + PAIR_TARGETS))
         try:
-            parse_columns(self.columns, PAIR_TARGETS if pairs else TARGETS)
+            parse_columns(self.columns, targets)
         except ConfigError as e:
             problems.append(str(e).rstrip("."))
         return problems + template_problems(self.template)
@@ -133,6 +136,8 @@ class _Train:
     """Evaluate every N optimizer steps (0: only at the end)."""
     eval_max_new_tokens: int = 128
     """New-token limit per row in the final generation eval on --eval-data."""
+    eval_samples: int = 16
+    """Generation checks while training: answer this many eval prompts greedily at every eval and log stop rate, exact match, leaks (0: off)."""
     epochs: float = 3.0
     """Stop after this many passes over the data (fractions allowed)."""
     max_steps: Annotated[int | None, tyro.conf.arg(metavar="INT")] = None
@@ -221,6 +226,7 @@ class TrainConfig(ModelOptions, DataOptions, _Train):
             (self.epochs > 0, f"--epochs must be > 0 (got {self.epochs})"),
             (self.max_steps is None or self.max_steps >= 1,
              f"--max-steps must be >= 1 (got {self.max_steps})"),
+            (self.eval_samples >= 0, f"--eval-samples must be >= 0 (got {self.eval_samples})"),
             (self.eval_max_new_tokens >= 1,
              f"--eval-max-new-tokens must be >= 1 (got {self.eval_max_new_tokens})"),
             (0 <= self.eval_split < 1, f"--eval-split must be in [0, 1), e.g. 0.05 (got {self.eval_split})"),
@@ -323,7 +329,7 @@ class _Eval:
     model: str = ""
     """The model to evaluate, usually a trained run's final/ directory."""
     data: str = ""
-    """Held-out records with the expected `output`."""
+    """Held-out records with the expected `output`, or preference pairs (chosen/rejected): then also the rewards of --model against --compare, and generation scored on the chosen answers."""
     compare: OptPath = None
     """Base model directory to evaluate with the same template, side by side."""
     out: OptPath = None
@@ -336,6 +342,8 @@ class _Eval:
     """With --compare: also prompt the base model with this many worked examples before each question (the few-shot baseline)."""
     shots: OptPath = None
     """Worked examples for --few-shot (default: the training data named in the config.yaml of the run that wrote --model); rows whose prompt is an eval row's are never used."""
+    beta: float = 0.1
+    """Preference files (chosen/rejected): DPO's beta for the rewards beta * (log-prob under --model - under --compare, the reference); use the --beta the model was trained with. Without --compare only the model's own log-prob preference is shown."""
     batch_size: int = 16
     """Prompts generated together."""
     template: OptTemplate = None
@@ -357,6 +365,7 @@ class EvalConfig(ModelOptions, SamplingOptions, _Eval):
     def problems(self) -> list[str]:
         return SamplingOptions.problems(self) + [why for ok, why in [
             (self.batch_size >= 1, f"--batch-size must be >= 1 (got {self.batch_size})"),
+            (self.beta > 0, f"--beta must be > 0 (got {self.beta}); 0.1 is the usual DPO value"),
             (self.few_shot >= 0, f"--few-shot must be >= 0 (got {self.few_shot})"),
             (not self.few_shot or bool(self.compare), "--few-shot is a baseline of the base "
              "model: give it with --compare BASE"),
@@ -518,6 +527,23 @@ class DemoConfig:
     positional: ClassVar[tuple[str, ...]] = ()
 
 
+@dataclass
+class ReportConfig:
+    run_dir: Annotated[str, tyro.conf.arg(metavar="DIR")] = ""
+    """A train or demo --out, or the directory of eval --out JSON files (or the argument)."""
+    out: OptPath = None
+    """Where to write the page (default: RUN_DIR/report.html; a page of yours is never replaced)."""
+    samples: int = 6
+    """Sample generations shown per eval split (one per task first)."""
+
+    command: ClassVar[str] = "report"
+    required: ClassVar[tuple[str, ...]] = ("run_dir",)
+    positional: ClassVar[tuple[str, ...]] = ("run_dir",)
+
+    def problems(self) -> list[str]:
+        return [f"--samples must be >= 0 (got {self.samples})"] if self.samples < 0 else []
+
+
 PREFERENCE_METHODS = ("dpo", "ipo", "hinge", "robust", "simpo", "orpo")
 _SMOOTHED = {"dpo", "robust", "simpo"}  # methods whose formula uses label_smoothing
 
@@ -551,7 +577,8 @@ class PreferenceLossConfig:
 
 
 COMMAND_CONFIGS: tuple[type, ...] = (InspectConfig, AuditConfig, CurateConfig, TrainConfig,
-                                     EvalConfig, GenerateConfig, ChatConfig, ExportConfig, DemoConfig)
+                                     EvalConfig, GenerateConfig, ChatConfig, ExportConfig, DemoConfig,
+                                     ReportConfig)
 
 
 def template_problems(template: str | None) -> list[str]:

@@ -31,12 +31,17 @@ def _run(cfg: TrainConfig) -> int:
     from accelerate import PartialState
 
     from ..evaluate.after_training import generation_eval
+    from ..evaluate.during_training import GenerationCheck
     from ..train.loop import TrainingInterrupted
     from ..train.progress import console
     from ..train.run import train
 
+    def check(records):  # generation checks at every eval (--eval-samples)
+        return GenerationCheck.sample(records, cfg.eval_samples, cfg.seed,
+                                      max_new_tokens=cfg.eval_max_new_tokens)
+
     try:
-        final = train(cfg)
+        final = train(cfg, generation_check=check)
     except TrainingInterrupted as e:
         console.print(f"[yellow]{e}[/]")
         return 130

@@ -239,12 +239,9 @@ def replan_schedule(scheduler, ckpt: Path, step: int, was: int | None, total: in
     schedule: make the next step use the new schedule's lr (the checkpoint restored the old
     plan's) and return a notice saying what changed, so nothing about it is silent.
     `lr_before(was)`: the old plan's lr at `step`."""
-    inner = getattr(scheduler, "scheduler", scheduler)  # accelerate wraps the LambdaLR
-    lrs = [base * fn(inner.last_epoch)
-           for base, fn in zip(inner.base_lrs, inner.lr_lambdas, strict=True)]
-    for group, lr in zip(inner.optimizer.param_groups, lrs, strict=True):
-        group["lr"] = lr
-    inner._last_lr = lrs  # what get_last_lr() (the logged lr) reports for the next step
+    from .schedule import apply_lrs
+
+    lrs = apply_lrs(scheduler)
     now = f"the learning rate at step {step + 1} is {lrs[0]:.3g}"
     if was is None or lr_before is None:
         return (f"[yellow]note:[/] {ckpt} does not record how many steps its learning-rate "

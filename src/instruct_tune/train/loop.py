@@ -25,11 +25,12 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import InstructTuneError
-from .checkpoint import latest_checkpoint, save_checkpoint, test_signal
+from .checkpoint import PLANNED_STEPS, latest_checkpoint, save_checkpoint, test_signal
 from .objective import SFT
 from .outdir import MetricsLog
 from .plan import Plan
-from .progress import TrainProgress
+from .progress import TrainProgress, hms
+from .schedule import replan
 
 
 class NonFiniteLossError(InstructTuneError):
@@ -74,6 +75,12 @@ class Run:
     progress: TrainProgress
     max_time: float | None = None  # seconds for this session
     model_files: Callable[[Path], None] | None = None  # makes a checkpoint a model directory
+    # Generation check at each eval (evaluate/during_training.py), with the tokenizer and template
+    # it needs: called on the main process only; returns (metrics, lines to show).
+    generation_check: Callable | None = None
+
+    def __post_init__(self) -> None:
+        self.planned_steps = self.plan.total_steps  # before --max-time fits it to the budget
 
 
 def train_loop(r: Run) -> str:
@@ -104,7 +111,7 @@ def _loop(r: Run, stop: StopRequest) -> str:
     acc, model, opt, cfg, st = r.accelerator, r.model, r.optimizer, r.cfg, r.state
     objective = r.plan.objective
     world, rank, dev = acc.num_processes, acc.process_index, acc.device
-    t0, elapsed0, saved_at = time.monotonic(), st.elapsed, st.step
+    t0, elapsed0, saved_at, start = time.monotonic(), st.elapsed, st.step, st.step
     window = Window(t0)
     model.train()
     while st.step < r.plan.total_steps:
@@ -117,16 +124,17 @@ def _loop(r: Run, stop: StopRequest) -> str:
         max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf
         grad_norm = acc.clip_grad_norm_(model.parameters(), max_norm)
         test_signal(f"step:{step}")
-        out_of_time = r.max_time is not None and time.monotonic() - t0 >= r.max_time
-        # Stop flags and metric sums travel with the loss in one reduce, so all processes stop
-        # at the same step; the step's one host sync.
+        session = time.monotonic() - t0
+        out_of_time = r.max_time is not None and session >= r.max_time
+        # Stop flags, the session's time and metric sums travel with the loss in one reduce, so
+        # all processes stop (and plan) alike; the step's one host sync.
         norm = (grad_norm if grad_norm is not None else torch.zeros(())).double().to(dev)
         stats = torch.cat([step_loss.double().reshape(1), norm.reshape(1) / world,
-                           torch.tensor([float(stop.requested), float(out_of_time)],
+                           torch.tensor([float(stop.requested), float(out_of_time), session / world],
                                         dtype=torch.float64, device=dev), sums])
         if world > 1:
             stats = acc.reduce(stats, reduction="sum")
-        loss_sum_all, gnorm, stop_int, stop_time = stats[:4].tolist()
+        loss_sum_all, gnorm, stop_int, stop_time, session = stats[:5].tolist()
         lr = r.scheduler.get_last_lr()[0]
 
         if not (math.isfinite(loss_sum_all) and math.isfinite(gnorm)):
@@ -137,7 +145,7 @@ def _loop(r: Run, stop: StopRequest) -> str:
                             f"({st.skipped_steps} so far)")
         else:
             opt.step()
-            window.add(loss_sum_all, n_units, stats[4:].cpu())
+            window.add(loss_sum_all, n_units, stats[5:].cpu())
         r.scheduler.step()
         opt.zero_grad(set_to_none=True)
         st.step = step
@@ -150,6 +158,8 @@ def _loop(r: Run, stop: StopRequest) -> str:
         last = step == r.plan.total_steps or stop_int > 0 or stop_time > 0
         eval_now = r.eval_plan is not None and (
             last or (cfg.eval_every > 0 and step % cfg.eval_every == 0))
+        if step % max(cfg.log_every, 1) == 0 and not last:
+            _pace(r, step, step - start, session)
         if eval_now or last or step % max(cfg.log_every, 1) == 0:
             record = {"step": step, "epoch": round(r.plan.epochs_done(step), 4),
                       "loss": window.loss / window.units if window.units else None,
@@ -159,6 +169,11 @@ def _loop(r: Run, stop: StopRequest) -> str:
                       objective.units_name: st.trained_tokens,
                       "elapsed": round(st.elapsed, 3)}
             record.update(evaluate(r) if eval_now else {"eval_loss": None})
+            if eval_now and r.generation_check is not None and acc.is_main_process:
+                checked, lines = r.generation_check(acc.unwrap_model(model))
+                if checked:
+                    record.update(checked)
+                    r.progress.generation(step, checked, lines)
             if st.skipped_steps:
                 record["skipped_steps"] = st.skipped_steps
             r.metrics.write(record)
@@ -182,6 +197,34 @@ def _loop(r: Run, stop: StopRequest) -> str:
     if saved_at != st.step:  # e.g. resumed from the last checkpoint of a finished run
         save(r)
     return "done"
+
+
+def _pace(r: Run, step: int, done: int, session: float) -> None:
+    """At each log point, from this session's measured pace: the time per epoch and ETA (once),
+    and under --max-time with a cosine schedule, the schedule planned for the steps that fit the
+    budget, so a budgeted run ends decayed instead of cut mid-schedule."""
+    per_step = session / max(done, 1)
+    if done == max(r.cfg.log_every, 1) or (done < r.cfg.log_every and step == r.plan.total_steps):
+        left = per_step * (r.plan.total_steps - step)
+        r.progress.line(f"pace: {per_step:.2f} s/step, ~{hms(per_step * r.plan.per_epoch)} per "
+                        f"epoch; ETA {hms(left)}"
+                        + (f" (--max-time {r.cfg.max_time})" if r.max_time else ""))
+    if r.max_time is None or r.cfg.schedule != "cosine":
+        return
+    # 10% of the time left is kept for evals, checkpoints and a slower step now and then.
+    fits = step + int(0.9 * max(r.max_time - session, 0.0) / max(per_step, 1e-9))
+    total = max(step + 1, min(r.planned_steps, fits))
+    if abs(total - r.plan.total_steps) <= max(1, r.plan.total_steps // 50):
+        return
+    warmup = math.ceil(r.cfg.warmup_ratio * total)
+    replan(r.scheduler, warmup=warmup, total=total, kind=r.cfg.schedule)
+    if r.plan.total_steps == r.planned_steps:
+        r.progress.line(f"[yellow]note:[/] --max-time {r.cfg.max_time} leaves time for about "
+                        f"{total} of the {r.planned_steps} planned steps: the learning-rate "
+                        f"schedule now decays to 0 over {total} steps")
+    r.plan.total_steps = total
+    r.state.extra[PLANNED_STEPS] = total
+    r.progress.set_total(total)
 
 
 def forward_backward(acc, model, batches: list, scale: float, objective=None

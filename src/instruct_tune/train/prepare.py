@@ -88,7 +88,10 @@ def load_data(cfg: TrainConfig, say: Callable[[str], None]) -> Data:
     stop_ids = stop_token_ids(tok, template)
     if cfg.method != "sft":
         train, evals = _pairs(cfg, tok, template, report)
-        return Data(tok, template, train, evals, [], stop_ids, added, report)
+        # The generation checks answer eval prompts and compare with the chosen answers.
+        eval_records = [rec.record("chosen") for _, rec in evals]
+        return Data(tok, template, train, [e for e, _ in evals], eval_records, stop_ids, added,
+                    report)
     loaded = load_spec(cfg.data, format=cfg.format, columns=cfg.columns,  # a.jsonl=0.7,b.jsonl=0.3
                        skip_invalid=cfg.skip_invalid, seed=cfg.seed)
     report.append(format_summary(loaded))
@@ -139,7 +142,8 @@ def _check_data_kind(cfg: TrainConfig) -> None:
 
 
 def _pairs(cfg: TrainConfig, tok, template: Template, report: list[str]) -> tuple[list, list]:
-    """Preference pairs for train and eval, tokenized (data/pair_tokenize.py)."""
+    """Preference pairs for train, and (pair, its record) for eval, tokenized
+    (data/pair_tokenize.py)."""
     from ..data.pair_tokenize import build_pairs
     from ..data.pairs import load_pairs
 
@@ -166,7 +170,8 @@ def _pairs(cfg: TrainConfig, tok, template: Template, report: list[str]) -> tupl
     train, evals = tokenize(records, "train"), tokenize(held, "eval") if held else []
     report.append(f"pairs: {len(train):,} train, {len(evals):,} eval; "
                   f"{sum(len(p.chosen_ids) + len(p.rejected_ids) for p in train):,} answer tokens")
-    return train, evals
+    by_source = {(r.source.path, r.source.line): r for r in held}
+    return train, [(e, by_source[(e.source.path, e.source.line)]) for e in evals]
 
 
 def load_model_for_training(cfg: TrainConfig, tokenizer) -> tuple[torch.nn.Module, list[int]]:

@@ -23,7 +23,7 @@ class TrainProgress:
     log line above the bar (or alone in quiet mode)."""
 
     def __init__(self, total: int, start: int, *, enabled: bool, quiet: bool):
-        self.enabled, self.total, self.start = enabled, total, start
+        self.enabled, self.total, self.start, self.quiet = enabled, total, start, quiet
         self.live = enabled and not quiet and console.is_terminal
         self._t0 = time.monotonic()
         if self.live:
@@ -43,6 +43,11 @@ class TrainProgress:
             if tokens_per_s is not None:
                 fields["tps"] = f"{tokens_per_s:,.0f}"
             self.bar.update(self.task, completed=step, **fields)
+
+    def set_total(self, total: int) -> None:
+        self.total = total
+        if self.live:
+            self.bar.update(self.task, total=total)
 
     def eta(self, step: int) -> float | None:
         done = step - self.start
@@ -64,12 +69,23 @@ class TrainProgress:
                 parts.append(fmt.format(record[key]))
         eta = self.eta(record["step"])
         if eta is not None and record["step"] < self.total:
-            parts.append(f"eta {_hms(eta)}")
+            parts.append(f"eta {hms(eta)}")
         self.line("  ".join(parts))
 
-    def line(self, text: str) -> None:
+    def generation(self, step: int, metrics: dict, samples: list[str]) -> None:
+        """The generation check at an eval: one line, then a few sample answers (not --quiet)."""
+        if not self.enabled:
+            return
+        self.line(f"generation @ step {step}: stops {metrics['eval/stop_rate']:.0%} · exact "
+                  f"{metrics['eval/exact_match']:.0%} · leaks "
+                  f"{metrics['eval/template_leak_rate']:.0%} · "
+                  f"{metrics['eval/mean_length']:.1f} tokens")
+        for text in [] if self.quiet else samples:
+            self.line(text, markup=False)  # model output: never rich markup
+
+    def line(self, text: str, markup: bool = True) -> None:
         if self.enabled:
-            (self.bar.console if self.live else console).print(text)
+            (self.bar.console if self.live else console).print(text, markup=markup)
 
     def close(self) -> None:
         if self.live:
@@ -77,7 +93,7 @@ class TrainProgress:
             self.live = False
 
 
-def _hms(seconds: float) -> str:
+def hms(seconds: float) -> str:
     s = int(seconds)
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 

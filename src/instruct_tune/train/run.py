@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 from ..config import TrainConfig, check, parse_duration
@@ -54,8 +55,12 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
                                **paths)
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Fine-tune `cfg.model` on `cfg.data` and return the path of DIR/final."""
+def train(cfg: TrainConfig, generation_check: Callable | None = None) -> Path:
+    """Fine-tune `cfg.model` on `cfg.data` and return the path of DIR/final.
+
+    `generation_check(eval_records)`, when given (the train command passes
+    evaluate.during_training.GenerationCheck.sample), makes the check run at every eval:
+    check(model, tokenizer, template) -> (metrics to log, lines to show)."""
     from accelerate.utils import set_seed
     from transformers.utils import logging as hf_logging
 
@@ -101,11 +106,14 @@ def train(cfg: TrainConfig) -> Path:
     say(_header(s))
     if warn:
         say(f"[yellow]warning:[/] {warn}")
-    reason = _run_loop(s, out, state, resumed=ckpt is not None)
+    check = None
+    if generation_check is not None and s.data.eval_records and cfg.eval_samples:
+        check = generation_check(s.data.eval_records)
+    reason = _run_loop(s, out, state, resumed=ckpt is not None, check=check)
     return _finish(s, out, state, reason)
 
 
-def _run_loop(s: Setup, out: Path, state: TrainState, resumed: bool) -> str:
+def _run_loop(s: Setup, out: Path, state: TrainState, resumed: bool, check=None) -> str:
     from .final import checkpoint_files  # checkpoints are model directories too
 
     cfg, acc, data = s.cfg, s.accelerator, s.data
@@ -116,7 +124,8 @@ def _run_loop(s: Setup, out: Path, state: TrainState, resumed: bool) -> str:
     files = checkpoint_files(acc, s.model, data.tokenizer, data.template, data.stop_ids, out,
                              lora=cfg.lora, base=cfg.model, resized=bool(s.new_ids))
     r = Run(cfg, out, acc, s.model, s.optimizer, s.scheduler, s.plan, s.eval_plan, state, metrics,
-            progress, parse_duration(cfg.max_time) if cfg.max_time else None, files)
+            progress, parse_duration(cfg.max_time) if cfg.max_time else None, files,
+            None if check is None else lambda model: check(model, data.tokenizer, data.template))
     try:
         return train_loop(r)
     finally:
@@ -159,6 +168,13 @@ def _header(s: Setup) -> str:
     if cfg.packing:  # the same rows, laid out in fewer sequences
         batch += (f", packed into ~{plan.sequences_per_step():.1f} sequences of <= "
                   f"{cfg.max_length} tokens")
+    from .loss import default_chunk
+    from .memory import estimate
+
+    vocab = getattr(acc.unwrap_model(s.model).config.get_text_config(), "vocab_size", 1)
+    memory = estimate(acc.unwrap_model(s.model), plan, n_all=n_all, n_train=n_train,
+                      checkpointing=cfg.gradient_checkpointing,
+                      logits_rows=default_chunk(vocab, acc.device)).describe()
     lines = [f"[bold]instruct-tune train[/]: {cfg.model} ({kind}, {cfg.precision}, "
              f"{acc.num_processes} process(es) on {acc.device.type})", *data.report,
              f"batches: {batch}; "
@@ -166,7 +182,7 @@ def _header(s: Setup) -> str:
              f"{f'; --max-steps {cfg.max_steps} overrides --epochs' if cfg.max_steps else ''}); "
              f"padding {plan.padding_share():.1%}",
              f"params: {n_train:,} trainable of {n_all:,} ({n_train / max(n_all, 1):.2%}); lr "
-             f"{cfg.lr:g} {cfg.schedule}, warmup {s.warmup} steps", *s.notes,
+             f"{cfg.lr:g} {cfg.schedule}, warmup {s.warmup} steps", memory, *s.notes,
              f"out: {cfg.out} (checkpoint " + (f"every {cfg.save_every} steps and " if
                                                cfg.save_every else "") +
              f"at the end, keep {cfg.keep_checkpoints})"]

@@ -26,3 +26,24 @@ def lr_factor(step: int, *, warmup: int, total: int, kind: str) -> float:
 def make_scheduler(optimizer: torch.optim.Optimizer, *, warmup: int, total: int,
                    kind: str) -> LambdaLR:
     return LambdaLR(optimizer, lambda s: lr_factor(s, warmup=warmup, total=total, kind=kind))
+
+
+def apply_lrs(scheduler) -> list[float]:
+    """Set each param group's lr to the schedule's value at the scheduler's current step (after
+    its plan changed) and return them; get_last_lr() (the logged lr) reports them too."""
+    inner = getattr(scheduler, "scheduler", scheduler)  # accelerate wraps the LambdaLR
+    lrs = [base * fn(inner.last_epoch)
+           for base, fn in zip(inner.base_lrs, inner.lr_lambdas, strict=True)]
+    for group, lr in zip(inner.optimizer.param_groups, lrs, strict=True):
+        group["lr"] = lr
+    inner._last_lr = lrs
+    return lrs
+
+
+def replan(scheduler, *, warmup: int, total: int, kind: str) -> list[float]:
+    """Plan the schedule for `total` steps from now on (e.g. the steps --max-time leaves room
+    for); returns the lr of the next step."""
+    inner = getattr(scheduler, "scheduler", scheduler)
+    inner.lr_lambdas = [lambda s: lr_factor(s, warmup=warmup, total=total, kind=kind)
+                        for _ in inner.lr_lambdas]
+    return apply_lrs(scheduler)
