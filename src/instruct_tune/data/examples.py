@@ -8,6 +8,8 @@ An `ExampleSet` keeps every kept row's ids and labels in two flat int32 arrays w
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -17,6 +19,21 @@ import numpy as np
 from ..errors import Problem
 from .encode import IGNORE, trained_count
 from .records import Source
+
+_ITER_ROWS = 4096  # rows built per step when iterating (bounded memory)
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Building millions of small acyclic lists makes CPython's cyclic GC rescan them over and
+    over; pausing it roughly halves the Python-side time."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 @dataclass(slots=True)
@@ -77,26 +94,39 @@ class ExampleArrays(Sequence[Example]):
         return len(self.offsets) - 1
 
     def _one(self, i: int) -> Example:
-        lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+        return self._span(i, i + 1)[0]
+
+    def _span(self, a: int, b: int) -> list[Example]:
+        """Rows a..b-1, built from one pass over their part of the arrays."""
+        lo, hi = int(self.offsets[a]), int(self.offsets[b])
         ids = self.ids[lo:hi]
-        labels = ids.copy()
         first, last = np.searchsorted(self.mask_starts, [lo, hi])
-        for s, e in zip(self.mask_starts[first:last].tolist(), self.mask_ends[first:last].tolist(),
-                        strict=True):
-            labels[s - lo:e - lo] = IGNORE
-        return Example(ids.tolist(), labels.tolist(),
-                       Source(self.paths[self.src[i]], int(self.lines[i])))
+        edges = np.zeros(hi - lo + 1, dtype=np.int32)  # +1 where a masked run starts, -1 after
+        edges[self.mask_starts[first:last] - lo] += 1
+        edges[self.mask_ends[first:last] - lo] -= 1
+        labels = np.where(np.cumsum(edges[:-1], dtype=np.int32) > 0, np.int32(IGNORE), ids)
+        cuts = (self.offsets[a:b + 1] - lo).tolist()
+        paths = self.paths
+        with gc_paused():  # else each new list makes the GC rescan all the earlier ones
+            flat_ids, flat_labels = ids.tolist(), labels.tolist()
+            return [Example(flat_ids[s:e], flat_labels[s:e], Source(paths[p], line))
+                    for s, e, p, line in zip(cuts[:-1], cuts[1:], self.src[a:b].tolist(),
+                                             self.lines[a:b].tolist(), strict=True)]
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return [self._one(k) for k in range(*i.indices(len(self)))]
+            start, stop, step = i.indices(len(self))
+            if step == 1:
+                return self._span(start, max(start, stop))
+            return [self._one(k) for k in range(start, stop, step)]
         n = len(self)
         if not -n <= i < n:
             raise IndexError(f"example index {i} out of range ({n} examples)")
         return self._one(i % n)
 
     def __iter__(self) -> Iterator[Example]:
-        return (self._one(i) for i in range(len(self)))
+        for a in range(0, len(self), _ITER_ROWS):
+            yield from self._span(a, min(a + _ITER_ROWS, len(self)))
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, Sequence) or isinstance(other, str | bytes):

@@ -6,9 +6,7 @@ public API, truncation (never cutting a reply or its stop token), batching, the 
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import sys
 from collections.abc import Iterable, Sequence
 
@@ -17,7 +15,7 @@ import numpy as np
 from ..errors import ConfigError, DataError, Problem
 from . import long_rows
 from .encode import IGNORE, Encoder, _turns, get_encoder
-from .examples import Example, ExampleArrays, ExampleSet
+from .examples import Example, ExampleArrays, ExampleSet, gc_paused
 from .records import Message, Record
 from .templates import Template, TemplateRenderError, get_template
 
@@ -72,19 +70,6 @@ def left_cut_note(examples: Sequence[Example], max_length: int) -> tuple[str, st
     gone = ("its instruction is mostly or entirely gone: raise --max-length or use --truncation "
             "drop") if kept < 16 else ""
     return note, gone
-
-
-@contextlib.contextmanager
-def gc_paused():
-    """Building millions of small acyclic lists makes CPython's cyclic GC rescan them over and
-    over; pausing it roughly halves the Python-side time."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _progress(total: int):
