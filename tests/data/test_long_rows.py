@@ -23,7 +23,8 @@ from tests.conftest import STORIES, get_tokenizer
 
 KINDS = ["llama", "gpt2", "chatml"]
 PIECES = ["a", "aaaa", "ab", " ", "  ", "\n", "\t", "é", "🙂", "the", " the", "###", "<|im_end|>",
-          "</s>", "<s>", "0", "12345", "!", "...", "’", "\u0301", "x" * 40]
+          "</s>", "<s>", "0", "12345", "!", "...", "’", "\u0301", "x" * 40, "e\u0323\u0302",
+          "\u1100\u1161\u11a8", "\u03b1\u0313\u0300\u0345"]  # (these three compose to one)
 
 
 def tokenizers():
@@ -38,10 +39,23 @@ def tokenizers():
 TOKS = tokenizers()
 
 
+def backends():
+    from tokenizers import Tokenizer
+
+    out = {kind: tok.backend_tokenizer for kind, tok in TOKS.items()}
+    spec = json.loads(out["llama"].to_str())
+    spec["normalizer"] = {"type": "NFC"}  # like Qwen's: composition shortens the text
+    out["llama+nfc"] = Tokenizer.from_str(json.dumps(spec))
+    return out
+
+
+BACKENDS = backends()
+
+
 @settings(max_examples=150, deadline=None)
-@given(st.sampled_from(sorted(TOKS)), st.lists(st.sampled_from(PIECES), max_size=60))
+@given(st.sampled_from(sorted(BACKENDS)), st.lists(st.sampled_from(PIECES), max_size=60))
 def test_no_token_stands_for_more_characters_than_the_bound(kind, pieces):
-    backend = TOKS[kind].backend_tokenizer
+    backend = BACKENDS[kind]
     limit = long_rows.max_token_chars(backend)
     assert limit is not None  # all of these are BPE tokenizers that keep every character
     text = "".join(pieces)
@@ -61,10 +75,19 @@ def test_no_bound_when_characters_can_vanish():
     assert long_rows.max_token_chars(tok()) == 5  # every unknown character is one [UNK]
     assert long_rows.max_token_chars(tok(fuse=True)) is None  # a run of unknowns is one token
     assert long_rows.max_token_chars(tok(normalizer=normalizers.Strip())) is None
-    assert long_rows.max_token_chars(tok(normalizer=normalizers.NFKC())) is None  # composes
+    assert long_rows.max_token_chars(tok(normalizer=normalizers.NFKC())) == 4 * 5  # composes
     assert long_rows.max_token_chars(tok(pre_tokenizer=pre_tokenizers.Whitespace())) is None
     assert long_rows.max_token_chars(Tokenizer(models.WordPiece({"a": 0, "[UNK]": 1},
                                                                 unk_token="[UNK]"))) is None
+
+
+def test_composition_shrinks_text_at_most_fourfold():
+    import sys
+    import unicodedata
+
+    longest = max(len(unicodedata.normalize("NFD", chr(c))) for c in range(sys.maxunicode + 1)
+                  if not 0xD800 <= c < 0xE000)
+    assert longest <= long_rows.COMPOSING["NFC"] == long_rows.COMPOSING["NFKC"]
 
 
 def words(rng: random.Random, n_chars: int) -> str:

@@ -6,10 +6,11 @@ character count first, with a bound that is sound for the tokenizer at hand:
 - `max_token_chars`: the most input characters one token can stand for. Every token is a vocab
   string (or an added token), and each of its characters stands for at most one input character
   when nothing between the text and the model deletes or merges characters: no normalizer that
-  strips, cleans or composes, no pre-tokenizer that removes what it splits on, every unknown
-  character a token of its own (byte fallback, an unfused unk, or the full byte-level alphabet),
-  no added token that swallows the spaces around it, no truncation inside the tokenizer. When any
-  of that cannot be shown, there is no bound (None) and rows are tokenized as before.
+  strips or cleans (NFC/NFKC merge at most 4 into 1: the bound is multiplied by 4), no
+  pre-tokenizer that removes what it splits on, every unknown character a token of its own (byte
+  fallback, an unfused unk, or the full byte-level alphabet), no added token that swallows the
+  spaces around it, no truncation inside the tokenizer. When any of that cannot be shown, there
+  is no bound (None) and rows are tokenized as before.
 - A turn's kept ids cover all of its reply and all of its prompt but at most one leading token
   (the stop token that anchors a later turn), so a row of N characters in T turns has at least
   N / L - T tokens (L = max_token_chars): more than --max-length when N > (max_length + T) * L.
@@ -26,6 +27,9 @@ import json
 MARGIN = 64  # tokens past the kept window, so what a cut disturbs is discarded
 WHOLE_MAX_CHARS = 500_000  # when two tails disagree, rows up to this are tokenized whole (~1 s)
 _SAFE_NORMALIZERS = {"Prepend", "Lowercase", "NFD", "NFKD"}  # never shorten the text
+# Composition merges at most one character's canonical decomposition into it: at most 4 code
+# points (e.g. U+1F82; Hangul LVT is 3), so the text shrinks at most 4-fold (tested).
+COMPOSING = {"NFC": 4, "NFKC": 4}
 _SAFE_PRE_TOKENIZERS = {"ByteLevel", "Metaspace", "Digits", "UnicodeScripts", "Split", "Punctuation"}
 _BYTES = [f"<0x{b:02X}>" for b in range(256)]
 
@@ -38,18 +42,22 @@ def _parts(cfg: dict | None, key: str) -> list[dict]:
     return [cfg]
 
 
-def _keeps_every_char(normalizer: dict | None, pre_tokenizer: dict | None) -> bool:
+def _shrink(normalizer: dict | None, pre_tokenizer: dict | None) -> int | None:
+    """How many-fold normalizing can shorten a text, if nothing deletes characters (else None)."""
+    factor = 1
     for n in _parts(normalizer, "normalizers"):
         if n["type"] == "Replace":
             pattern = n.get("pattern", {})
             if "String" not in pattern or len(n.get("content", "")) < len(pattern["String"]):
-                return False
+                return None
+        elif n["type"] in COMPOSING:
+            factor *= COMPOSING[n["type"]]
         elif n["type"] not in _SAFE_NORMALIZERS:
-            return False
+            return None
     for p in _parts(pre_tokenizer, "pretokenizers"):
         if p["type"] not in _SAFE_PRE_TOKENIZERS or p.get("behavior") == "Removed":
-            return False
-    return True
+            return None
+    return factor
 
 
 def _state(component) -> dict | None:
@@ -63,7 +71,8 @@ def max_token_chars(backend) -> int | None:
     if type(model).__name__ != "BPE" or backend.truncation is not None:
         return None
     pre = _state(backend.pre_tokenizer)
-    if not _keeps_every_char(_state(backend.normalizer), pre):
+    shrink = _shrink(_state(backend.normalizer), pre)
+    if shrink is None:
         return None
     added = list(backend.get_added_tokens_decoder().values())
     if any(t.lstrip or t.rstrip for t in added):
@@ -76,7 +85,7 @@ def max_token_chars(backend) -> int | None:
                       and not model.end_of_word_suffix and _has_byte_alphabet(vocab)))
     if not unknown_ok or not vocab:
         return None
-    return max(max(map(len, vocab)), max((len(t.content) for t in added), default=1))
+    return shrink * max(max(map(len, vocab)), max((len(t.content) for t in added), default=1))
 
 
 def _has_byte_alphabet(vocab: dict[str, int]) -> bool:
