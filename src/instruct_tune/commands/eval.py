@@ -1,5 +1,5 @@
-"""`instruct-tune eval MODEL --data EVAL [--compare BASE] [--json] [--out FILE]` (or `--model`):
-before/after generation eval (evaluate/compare.py)."""
+"""`instruct-tune eval MODEL --data EVAL [--compare BASE [--few-shot K [--shots FILE]]] [--json]
+[--out FILE]` (or `--model`): before/after generation eval (evaluate/compare.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ from ..errors import ConfigError
 def preflight(cfg: EvalConfig) -> None:
     if cfg.out:  # a bad --out fails now, not after all the generation
         check_out_file(cfg.out)
+    if cfg.few_shot:  # where the worked examples come from, known before any model loads
+        from ..evaluate.fewshot import shots_source
+
+        shots_source(cfg.model, cfg.shots)
 
 
 def check_out_file(out: str) -> None:
@@ -66,7 +70,8 @@ def run(cfg: EvalConfig) -> int:
                       max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                       batch_size=cfg.batch_size, samples=cfg.samples,
                       trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle,
-                      skip_invalid=cfg.skip_invalid, progress=not cfg.json)
+                      skip_invalid=cfg.skip_invalid, progress=not cfg.json,
+                      few_shot=cfg.few_shot, shots=cfg.shots)
     # Print first: should writing --out still fail (disk full), the results are not lost.
     if cfg.json:  # the whole report, per-row generations included, as --out writes it
         print(json.dumps(report, ensure_ascii=False))

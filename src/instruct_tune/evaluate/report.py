@@ -22,6 +22,28 @@ ROWS: dict[str, tuple[str, bool, int]] = {
 }
 TASK_COLS = {"stop_rate": "stops", "template_leak_rate": "leaks", "exact_match": "exact match",
              "rouge_l": "ROUGE-L"}
+# With the few-shot baseline the per-task table shows what it compares: stops, leaks, exact
+# match and length (ROUGE-L stays in the overall table).
+FEW_SHOT_TASK_COLS = {"stop_rate": "stops", "template_leak_rate": "leaks",
+                      "exact_match": "exact match", "mean_length": "length"}
+
+
+def few_shot_label(report: dict) -> str:
+    return f"base {report['base_few_shot']['k']}-shot"
+
+
+def _models(report: dict) -> list[tuple[str, dict]]:
+    """(column, metrics) of the compared models, base first, the tuned model last."""
+    cols = [("base", report["base"])] if report.get("base") else []
+    if report.get("base_few_shot"):
+        cols.append((few_shot_label(report), report["base_few_shot"]))
+    return cols + [("tuned" if cols else "value", report)]
+
+
+def _task_cell(key: str, values: list[dict | None]) -> str:
+    """'0.0% → 100.0%' (base → tuned) or '0.0% / 40.0% → 100.0%' (base / K-shot → tuned)."""
+    shown = [fmt(key, v[key] if v and key in v else None) for v in values]
+    return " → ".join([" / ".join(shown[:-1]), shown[-1]] if len(shown) > 1 else shown)
 
 
 def fmt(key: str, value: float | None, signed: bool = False) -> str:
@@ -52,53 +74,51 @@ def _output(text: str, stopped: bool) -> Text:
 def print_report(report: dict, console: Console | None = None) -> None:
     """Print the metrics (side by side with the base model when compared), per task, samples."""
     console = console or Console()
-    base = report.get("base")
+    base, shot = report.get("base"), report.get("base_few_shot")
+    models = _models(report)
     # A heading line, not the table's title: a title wraps at the (narrow) table's width.
     console.print(Text(f"{report['model']}: {report['n']} records, template "
-                       f"{report.get('template')}, max {report.get('max_new_tokens')} new tokens",
+                       f"{report.get('template')}, max {report.get('max_new_tokens')} new tokens"
+                       + (f"; {few_shot_label(report)}: {shot['k']} worked examples from "
+                          f"{report['shots']['source']} before each question" if shot else ""),
                        style="italic"), soft_wrap=True)
+    deltas = [("Δ", base)] + ([(f"Δ vs {shot['k']}-shot", shot)] if shot else []) if base else []
     table = Table()
     table.add_column("metric")
-    if base:
-        table.add_column("base", justify="right")
-    table.add_column("tuned" if base else "value", justify="right")
-    if base:
-        table.add_column("Δ", justify="right")
+    for name, _ in models + deltas:
+        table.add_column(name, justify="right")
     for key, (label, _, _) in ROWS.items():
         if key not in report:
             continue
-        cells = [label]
-        if base:
-            d = report[key] - base[key]
-            cells += [fmt(key, base[key]), fmt(key, report[key]),
-                      Text(fmt(key, d, signed=True), style=_delta_style(key, d))]
-        else:
-            cells.append(fmt(key, report[key]))
+        cells: list = [label, *(fmt(key, m[key]) for _, m in models)]
+        for _, other in deltas:
+            d = report[key] - other[key]
+            cells.append(Text(fmt(key, d, signed=True), style=_delta_style(key, d)))
         table.add_row(*cells)
     console.print(table)
 
     if report.get("by_task"):
         # Headings are lines, not table titles: a title is padded (and wrapped) to the table width.
-        console.print(Text("per task" + (" (base → tuned)" if base else ""), style="italic"),
+        order = " / ".join(name for name, _ in models[:-1])
+        console.print(Text("per task" + (f" ({order} → tuned)" if base else ""), style="italic"),
                       soft_wrap=True)
+        cols = FEW_SHOT_TASK_COLS if shot else TASK_COLS
         tasks = Table()
-        for col in ("task", "n", *TASK_COLS.values()):
+        for col in ("task", "n", *cols.values()):
             tasks.add_column(col, justify="left" if col == "task" else "right")
         for task, m in report["by_task"].items():
-            b = (base or {}).get("by_task", {}).get(task)
-            cells = [Text(task), str(m["n"])]
-            for k in TASK_COLS:
-                cells.append(f"{fmt(k, b[k])} → {fmt(k, m[k])}" if b else fmt(k, m[k]))
-            tasks.add_row(*cells)
+            values = [other.get("by_task", {}).get(task) for _, other in models]
+            tasks.add_row(Text(task), str(m["n"]), *(_task_cell(k, values) for k in cols))
         console.print(tasks)
 
     if report.get("samples"):
         console.print(Text("sample generations", style="italic"), soft_wrap=True)
         if not console.is_terminal:
-            _sample_lines(console, report["samples"], bool(base))
+            _sample_lines(console, report["samples"], _sample_outputs(report))
             return
+        outputs = _sample_outputs(report)
         samples = Table(show_lines=True)
-        for col in ("instruction", "reference", *(("base",) if base else ()), "tuned" if base else "output"):
+        for col in ("instruction", "reference", *(label for label, _, _ in outputs)):
             samples.add_column(col, overflow="fold")
         for s in report["samples"]:
             # Text objects, not markup: model output may contain "[...]" that rich would parse.
@@ -106,18 +126,22 @@ def print_report(report: dict, console: Console | None = None) -> None:
             if s.get("input"):
                 prompt.append("\n" + _clip(s["input"]), style="dim")
             cells = [prompt, Text(_clip(s["reference"]))]
-            if base:
-                cells.append(_output(s["base_output"], s["base_stopped"]))
-            cells.append(_output(s["output"], s["stopped"]))
+            cells += [_output(s[text], s[stopped]) for _, text, stopped in outputs]
             samples.add_row(*cells)
         console.print(samples)
 
 
-def _sample_lines(console: Console, samples: list[dict], base: bool) -> None:
+def _sample_outputs(report: dict) -> list[tuple[str, str, str]]:
+    """(label, text key, stopped key) of each model's output in a sample row."""
+    outputs = [("base", "base_output", "base_stopped")] if report.get("base") else []
+    if report.get("base_few_shot"):
+        outputs.append((few_shot_label(report), "few_shot_output", "few_shot_stopped"))
+    return outputs + [("tuned" if outputs else "output", "output", "stopped")]
+
+
+def _sample_lines(console: Console, samples: list[dict], outputs: list[tuple[str, str, str]]) -> None:
     """Each sample as 'label: text' lines, unwrapped; a text's own line breaks are kept and
     indented under its first line."""
-    outputs = [("base", "base_output", "base_stopped")] if base else []
-    outputs.append(("tuned" if base else "output", "output", "stopped"))
     for i, s in enumerate(samples, 1):
         fields = [("instruction", Text(_clip(s["instruction"])))]
         if s.get("input"):
@@ -139,36 +163,40 @@ def _md_escape(text: str) -> str:
 
 def to_markdown(report: dict) -> str:
     """The same report as a Markdown document."""
-    base = report.get("base")
+    base, shot = report.get("base"), report.get("base_few_shot")
+    models = _models(report)
     lines = [f"## Evaluation of `{report['model']}`", "",
              f"{report['n']} records, template `{report.get('template')}`, "
              f"at most {report.get('max_new_tokens')} new tokens"
-             + (f", compared with base `{base['model']}`." if base else "."), ""]
-    if base:
-        lines += ["| metric | base | tuned | Δ |", "|---|---:|---:|---:|"]
-        lines += [f"| {label} | {fmt(k, base[k])} | {fmt(k, report[k])} | "
-                  f"{fmt(k, report[k] - base[k], signed=True)} |"
-                  for k, (label, _, _) in ROWS.items() if k in report]
-    else:
-        lines += ["| metric | value |", "|---|---:|"]
-        lines += [f"| {label} | {fmt(k, report[k])} |" for k, (label, _, _) in ROWS.items() if k in report]
+             + (f", compared with base `{base['model']}`" if base else "")
+             + (f" zero-shot and {shot['k']}-shot (examples from `{report['shots']['source']}`)"
+                if shot else "") + ".", ""]
+    deltas = [("Δ", base)] + ([(f"Δ vs {shot['k']}-shot", shot)] if shot else []) if base else []
+    heads = [name for name, _ in models + deltas]
+    lines += ["| metric | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
+    lines += [f"| {label} | " + " | ".join(
+        [fmt(k, m[k]) for _, m in models]
+        + [fmt(k, report[k] - other[k], signed=True) for _, other in deltas]) + " |"
+        for k, (label, _, _) in ROWS.items() if k in report]
     if report.get("by_task"):
-        heads = list(TASK_COLS.values())
-        lines += ["", "### Per task" + (" (base → tuned)" if base else ""), "",
-                  "| task | n | " + " | ".join(heads) + " |", "|---|---:|" + "---:|" * len(heads)]
+        cols = FEW_SHOT_TASK_COLS if shot else TASK_COLS
+        order = " / ".join(name for name, _ in models[:-1])
+        lines += ["", "### Per task" + (f" ({order} → tuned)" if base else ""), "",
+                  "| task | n | " + " | ".join(cols.values()) + " |",
+                  "|---|---:|" + "---:|" * len(cols)]
         for task, m in report["by_task"].items():
-            b = (base or {}).get("by_task", {}).get(task)
-            cells = [f"{fmt(k, b[k])} → {fmt(k, m[k])}" if b else fmt(k, m[k]) for k in TASK_COLS]
-            lines.append(f"| {task} | {m['n']} | " + " | ".join(cells) + " |")
+            values = [other.get("by_task", {}).get(task) for _, other in models]
+            lines.append(f"| {task} | {m['n']} | "
+                         + " | ".join(_task_cell(k, values) for k in cols) + " |")
     if report.get("samples"):
-        cols = ["instruction", "reference", *(["base"] if base else []), "tuned" if base else "output"]
+        outputs = _sample_outputs(report)
+        cols = ["instruction", "reference", *(label for label, _, _ in outputs)]
         lines += ["", "### Sample generations", "", "| " + " | ".join(cols) + " |",
                   "|" + "---|" * len(cols)]
         for s in report["samples"]:
             cells = [s["instruction"] + (f"\n{s['input']}" if s.get("input") else ""), s["reference"]]
             cells = [_md_escape(c) for c in cells]
-            outs = [("base_output", "base_stopped")] if base else []
-            for text, stopped in [*outs, ("output", "stopped")]:
+            for _, text, stopped in outputs:
                 cells.append(_md_escape(s[text]) + ("" if s[stopped] else " *(no stop)*"))
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
