@@ -115,7 +115,7 @@ class AuditReport:
         return [f for f in self.findings if f.severity == "error"]
 
     def to_dict(self) -> dict:
-        return {name: self.levers[name].to_dict() for name in LEVERS}
+        return {name: lever.to_dict() for name, lever in self.levers.items()}
 
 
 def snippet(text: str, width: int = 100) -> str:

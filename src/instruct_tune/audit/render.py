@@ -14,11 +14,11 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .findings import LEVERS, MAX_EXAMPLES, AuditReport, Finding, pct, plural
+from .findings import MAX_EXAMPLES, AuditReport, Finding, pct, plural
 
 TITLES = {"size": "Size", "task_diversity": "Task diversity",
           "phrasing_diversity": "Phrasing diversity", "output_quality": "Output quality",
-          "contamination": "Contamination"}
+          "contamination": "Contamination", "pairs": "Pairs", "length_bias": "Length bias"}
 STATUS = {"ok": "[green]ok[/]", "info": "[green]ok[/]", "warning": "[yellow]warn[/]",
           "error": "[bold red]ERROR[/]", "skipped": "[dim]skipped[/]"}
 SEVERITY = {"error": "[bold red]error[/]", "warning": "[yellow]warning[/]", "info": "[cyan]info[/]"}
@@ -63,8 +63,8 @@ def render(report: AuditReport, console: Console | None = None, source: str = ""
     took = f" in {seconds:.1f}s" if seconds is not None else ""
     say(f"[bold]Audit of {escape(source) or 'data'}[/]: {plural(report.rows, 'row')}{took}\n")
     _verdicts(console, say, [(TITLES[name], STATUS[report[name].status], escape(report[name].verdict))
-                             for name in LEVERS])
-    for name in LEVERS:
+                             for name in report.levers])
+    for name in report.levers:
         lever = report[name]
         if not lever.findings:
             continue
@@ -73,7 +73,7 @@ def render(report: AuditReport, console: Console | None = None, source: str = ""
         for f in sorted(lever.findings, key=lambda f: order[f.severity]):
             _finding(say, f)
     say("\n[bold]What this audit cannot tell[/]")
-    for name in LEVERS:
+    for name in report.levers:
         if report[name].limits:
             say(f"  [dim]{TITLES[name]}: {escape(report[name].limits)}[/]", highlight=False)
     errors = len(report.errors)

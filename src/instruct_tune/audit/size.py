@@ -52,6 +52,22 @@ def _scale(unique: int) -> tuple[str, str, str]:
             "Volume is not the bottleneck; deduplication and quality filtering pay off most.")
 
 
+def invalid_rows(d: AuditData) -> Finding:
+    """The rows loading skipped as invalid (audit reads with --skip-invalid), by reason."""
+    total = d.n + len(d.skipped)
+    rows = [Source(p.path, p.line or 0) for p in d.skipped]
+    return Finding(
+        "invalid_rows", "warning",
+        f"{plural(len(d.skipped), 'invalid row was', 'invalid rows were')} skipped (not "
+        "audited): "
+        + ", ".join(f"{why} ({k})" for why, k in summarize_problems(d.skipped)[:4]) + ".",
+        len(d.skipped),
+        total, "Fix them or drop them on purpose; train stops on them unless --skip-invalid.",
+        examples=[Example(src, snippet(f"[{p.field}] {p.message}" if p.field else p.message))
+                  for src, p in zip(rows[:5], d.skipped[:5], strict=True)],
+        rows=rows)
+
+
 def size_lever(d: AuditData) -> LeverReport:
     n = d.n
     wc = d.word_counts
@@ -80,18 +96,7 @@ def size_lever(d: AuditData) -> LeverReport:
                         "repeat one count once.)",
                         stats={"rows": n, "unique_prompts": unique_prompts})]
     if d.skipped:
-        total = n + len(d.skipped)
-        rows = [Source(p.path, p.line or 0) for p in d.skipped]
-        findings.append(Finding(
-            "invalid_rows", "warning",
-            f"{plural(len(d.skipped), 'invalid row was', 'invalid rows were')} skipped (not "
-            "audited): "
-            + ", ".join(f"{why} ({k})" for why, k in summarize_problems(d.skipped)[:4]) + ".",
-            len(d.skipped),
-            total, "Fix them or drop them on purpose; train stops on them unless --skip-invalid.",
-            examples=[Example(src, snippet(f"[{p.field}] {p.message}" if p.field else p.message))
-                      for src, p in zip(rows[:5], d.skipped[:5], strict=True)],
-            rows=rows))
+        findings.append(invalid_rows(d))
     words = stats["words_per_row"]["median"]
     tokens = ""
     if d.tokens is not None:  # token counts exist only for rows that fit --max-length

@@ -22,7 +22,12 @@ def run(cfg: AuditConfig) -> int:
 
     from ..audit.render import render
     from ..audit.report import audit
+    from ..data.pairs import is_preference_source
 
+    if is_preference_source(cfg.data, cfg.columns):  # chosen/rejected pairs: commands/pairs.py
+        from .pairs import audit_pairs
+
+        return audit_pairs(cfg)
     err = Console(stderr=True, soft_wrap=True)
     t0 = time.perf_counter()
     with err.status("loading", spinner="dots") as status:

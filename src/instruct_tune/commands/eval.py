@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from ..config import EvalConfig
@@ -53,12 +54,17 @@ def check_out_file(out: str) -> None:
 
 def run(cfg: EvalConfig) -> int:
     from ..data.load import load_records_report
+    from ..data.pairs import is_preference_source
     from ..evaluate.compare import evaluate
     from ..evaluate.generate import err, seed_sampler
     from ..evaluate.report import print_report
 
     preflight(cfg)
     seed_sampler(cfg.seed)
+    if is_preference_source(cfg.data, cfg.columns):  # chosen/rejected pairs: commands/pairs.py
+        from .pairs import eval_pairs
+
+        return eval_pairs(cfg)
     loaded = load_records_report(cfg.data, format=cfg.format, columns=cfg.columns,
                                  skip_invalid=cfg.skip_invalid)
     for note in loaded.notes:  # e.g. a column that looks like the input but is not mapped
@@ -72,11 +78,18 @@ def run(cfg: EvalConfig) -> int:
                       trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle,
                       skip_invalid=cfg.skip_invalid, progress=not cfg.json,
                       few_shot=cfg.few_shot, shots=cfg.shots)
+    return emit(cfg, report, print_report)
+
+
+def emit(cfg: EvalConfig, report: dict, show: Callable[[dict], None]) -> int:
+    """Print the report (`show` it, or JSON with --json), then write --out."""
+    from ..evaluate.generate import err
+
     # Print first: should writing --out still fail (disk full), the results are not lost.
     if cfg.json:  # the whole report, per-row generations included, as --out writes it
         print(json.dumps(report, ensure_ascii=False))
     else:
-        print_report(report)
+        show(report)
     if cfg.out:
         out = Path(cfg.out).expanduser()
         try:

@@ -26,10 +26,15 @@ def run(cfg: InspectConfig) -> int:
         summary,
     )
     from ..data.load import load_records_report
+    from ..data.pairs import is_preference_source
     from ..data.templates import default_template, get_template
     from ..data.tokenize import build_examples
     from ..models import fit_max_length, load_tokenizer
 
+    if is_preference_source(cfg.data, cfg.columns):  # chosen/rejected pairs: commands/pairs.py
+        from .pairs import inspect_pairs
+
+        return inspect_pairs(cfg)
     loaded = load_records_report(cfg.data, format=cfg.format, columns=cfg.columns,
                                  skip_invalid=cfg.skip_invalid)
     tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)

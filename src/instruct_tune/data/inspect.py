@@ -44,10 +44,12 @@ def _runs(ex: Example, specials: dict[int, str]):
             start = i
 
 
-def render_example(ex: Example, tokenizer, specials: dict[int, str], marks: bool = False) -> Text:
+def render_example(ex: Example, tokenizer, specials: dict[int, str], marks: bool = False,
+                   styles: tuple[str, str] = (TRAINED_STYLE, SPECIAL_STYLE)) -> Text:
     """Coloured text of one example. Runs are decoded in context (prefix difference), so
     SentencePiece's leading-space handling and multi-byte characters come out right. With
-    `marks` (no colour: piped, CI logs, NO_COLOR) trained spans are also bracketed ⟦like this⟧."""
+    `marks` (no colour: piped, CI logs, NO_COLOR) trained spans are also bracketed ⟦like this⟧.
+    `styles`: of trained text and trained special tokens (a rejected answer has its own)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
 
     def decode(ids):
@@ -65,9 +67,9 @@ def render_example(ex: Example, tokenizer, specials: dict[int, str], marks: bool
             out.append(OPEN if trained else CLOSE)
             inside = trained
         if special:
-            out.append(specials[ex.input_ids[s]], SPECIAL_STYLE if trained else "dim reverse")
+            out.append(specials[ex.input_ids[s]], styles[1] if trained else "dim reverse")
         else:
-            out.append(piece, TRAINED_STYLE if trained else PROMPT_STYLE)
+            out.append(piece, styles[0] if trained else PROMPT_STYLE)
     if inside:
         out.append(CLOSE)
     return out
