@@ -18,6 +18,7 @@ belongs to: 2k is pair k's chosen answer, 2k+1 its rejected one.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
@@ -99,8 +100,10 @@ def collate_pairs(pairs: Sequence, pad_id: int, *, max_length: int,
             hi[r, t + P + C:t + P + C + R] = t + P + C
             flat = r * width + t
             last = flat + P - 1  # the prompt's last token predicts both answers' first token
-            index += [last, *range(flat + P, flat + P + C - 1),
-                      last, *range(flat + P + C, flat + P + C + R - 1)]
+            # [:C], [:R]: an empty answer has no target (not even at `last`), so it cannot shift
+            # the other answer's targets onto the wrong positions
+            index += [last, *range(flat + P, flat + P + C - 1)][:C]
+            index += [last, *range(flat + P + C, flat + P + C + R - 1)][:R]
             targets += p.chosen_ids + p.rejected_ids
             answer += [2 * k] * C + [2 * k + 1] * R
             counts += [C, R]
@@ -108,6 +111,7 @@ def collate_pairs(pairs: Sequence, pad_id: int, *, max_length: int,
     ref = None
     if reference is not None:
         ref = torch.tensor([x for i in order for x in reference[i]], dtype=torch.float32)
-    return PairBatch(ids, pos, start, lo, hi, torch.tensor(index), torch.tensor(targets),
-                     torch.tensor(answer), torch.tensor(counts, dtype=torch.float32), ref,
+    long = functools.partial(torch.tensor, dtype=torch.long)  # also when empty (no targets)
+    return PairBatch(ids, pos, start, lo, hi, long(index), long(targets), long(answer),
+                     torch.tensor(counts, dtype=torch.float32), ref,
                      num_pairs=len(order), num_tokens=sum(lengths[i] for row in rows for i in row))

@@ -115,6 +115,18 @@ class Preference:
         return values
 
 
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Dropout off in the policy, as TRL's preference trainers do (disable_dropout=True): the
+    reference log-probs are computed without dropout, so a policy with dropout on would not equal
+    its reference at step 0 (loss != log 2) and its rewards would measure noise. Every nn.Dropout
+    (LoRA's included) and attention dropout held as a float (Llama-style attention modules)."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+        if isinstance(getattr(m, "attention_dropout", None), float):
+            m.attention_dropout = 0.0
+
+
 def pair_logps(answers: torch.Tensor, tokens: torch.Tensor) -> PairLogps:
     """[2P] per-answer values (chosen, rejected interleaved) as PairLogps."""
     return PairLogps(answers[0::2], answers[1::2], tokens[0::2], tokens[1::2])

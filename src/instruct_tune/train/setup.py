@@ -13,7 +13,7 @@ import torch
 from ..config import TrainConfig
 from ..errors import ConfigError
 from .checkpoint import only_trainable
-from .objective import SFT, Preference
+from .objective import SFT, Preference, disable_dropout
 from .outdir import check_free_space, checkpoint_bytes
 from .plan import Plan
 from .prepare import Data, load_data, load_model_for_training
@@ -101,8 +101,9 @@ def _objective(cfg: TrainConfig, acc, data: Data, model, say) -> tuple[SFT | Pre
     if cfg.method == "sft":
         return SFT(), []
     objective = Preference(cfg.preference())
+    disable_dropout(model)
     notes = [f"objective: {cfg.method} (beta {cfg.beta:g}"
-             + (f", sft weight {cfg.sft_weight:g}" if cfg.sft_weight else "") + ")"]
+             + (f", sft weight {cfg.sft_weight:g}" if cfg.sft_weight else "") + "; dropout off)"]
     if objective.needs_reference:
         from .reference import cache_file, describe, reference_logps
 
