@@ -160,3 +160,21 @@ def test_refusals(pair_file, pairs, tuned_dir, model_dirs, capsys):
     assert "--beta must be > 0" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="another tokenizer"):  # gpt2's vocabulary, not llama's
         evaluate_pairs(tuned_dir, pairs, compare=model_dirs["gpt2"], **SMALL)
+
+
+def test_train_command_writes_the_preference_eval(tuned_dir, pair_file, tmp_path):
+    """`train --method dpo --eval-data PAIRS` ends with this eval against the starting model,
+    at the run's --beta, in OUT/eval.json; its loss is the one the last eval logged."""
+    from instruct_tune.commands.train import run as train_command
+
+    cfg = TrainConfig(model=str(tuned_dir), data=str(pair_file), eval_data=str(pair_file),
+                      method="dpo", beta=0.3, out=str(tmp_path / "run"), cache_dir="none",
+                      quiet=True, max_steps=2, batch_size=4, lr=3e-3, warmup_ratio=0.0,
+                      eval_samples=0, eval_max_new_tokens=4)
+    assert train_command(cfg) == 0
+    report = json.loads((tmp_path / "run" / "eval.json").read_text())
+    logged = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    pref = report["preference"]
+    assert pref["beta"] == 0.3 and pref["base"]["model"] == str(tuned_dir)
+    assert pref["loss"] == pytest.approx(logged[-1]["eval_loss"], abs=1e-4)
+    assert report["n"] == len(PAIRS) and "stop_rate" in report["base"]

@@ -19,12 +19,26 @@ def generation_eval(cfg: TrainConfig, final: Path) -> dict | None:
     from .report import print_report
 
     console.print("Evaluating generations on --eval-data (tuned vs base) ...")
+    show = print_report
     try:
-        records = load_records_report(cfg.eval_data, format=cfg.format, columns=cfg.columns,
-                                      skip_invalid=cfg.skip_invalid).records
-        report = evaluate(final, records, compare=cfg.model, trust_remote_code=cfg.trust_remote_code,
-                          allow_pickle=cfg.allow_pickle, skip_invalid=True, progress=not cfg.quiet,
-                          max_new_tokens=cfg.eval_max_new_tokens)
+        if cfg.method != "sft":  # pairs: also the rewards against the starting model (preference.py)
+            from ..data.pairs import load_pairs
+            from .preference import evaluate_pairs
+            from .preference_report import print_pair_report
+
+            pairs = load_pairs(cfg.eval_data, columns=cfg.columns, skip_invalid=cfg.skip_invalid).records
+            report = evaluate_pairs(final, pairs, compare=cfg.model, beta=cfg.beta,
+                                    trust_remote_code=cfg.trust_remote_code,
+                                    allow_pickle=cfg.allow_pickle, skip_invalid=True,
+                                    progress=not cfg.quiet, max_new_tokens=cfg.eval_max_new_tokens)
+            show = print_pair_report
+        else:
+            records = load_records_report(cfg.eval_data, format=cfg.format, columns=cfg.columns,
+                                          skip_invalid=cfg.skip_invalid).records
+            report = evaluate(final, records, compare=cfg.model,
+                              trust_remote_code=cfg.trust_remote_code, allow_pickle=cfg.allow_pickle,
+                              skip_invalid=True, progress=not cfg.quiet,
+                              max_new_tokens=cfg.eval_max_new_tokens)
     except (InstructTuneError, RuntimeError, ValueError, OSError) as e:
         console.print(f"[yellow]warning:[/] generation eval failed ({e}). The model is saved; "
                       f"rerun it with: instruct-tune eval --model {final} --data {cfg.eval_data} "
@@ -35,7 +49,7 @@ def generation_eval(cfg: TrainConfig, final: Path) -> dict | None:
     if cfg.quiet:  # the summary line only; the full tables are in eval.json
         console.print(eval_summary(report))
     else:
-        print_report(report)
+        show(report)
     console.print(f"eval report written to {path}")
     return report
 
