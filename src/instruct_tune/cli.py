@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[type, str]] = {
     "chat": (C.ChatConfig, "Chat with a trained model."),
     "export": (C.ExportConfig, "Merge LoRA and save a plain transformers model with its chat template."),
     "demo": (C.DemoConfig, "Offline end-to-end demo: base model -> audit -> tune -> before/after eval."),
+    "report": (C.ReportConfig, "Write RUN_DIR/report.html: config, curves, before/after, samples, audit."),
 }
 
 
@@ -60,7 +61,7 @@ def parse(name: str, argv: list[str], notes: list[str] | None = None):
     usage = " ".join(f.upper() for f in cls.positional)
     return tyro.cli(cls, args=argv, default=default, prog=f"instruct-tune {name}",
                     description=f"{COMMANDS[name][1]}\n\n"
-                    + (f"usage: instruct-tune {name} {usage} [options]  ({', '.join(f'--{f}' for f in cls.positional)} "
+                    + (f"usage: instruct-tune {name} {usage} [options]  ({', '.join('--' + f.replace('_', '-') for f in cls.positional)} "
                        "may also be given as flags)\n\n" if usage else "")
                     + "Every option can also come from a YAML file: --config FILE.yaml (keys as "
                     "below with _ for -; flags override it).")

@@ -81,10 +81,10 @@ MODEL_FILES = ("config.json", "generation_config.json", "adapter_config.json", "
                "README.md")
 TRAIN = Layout("train", "a training run", ("config.yaml", ".config.yaml.tmp", "metrics.jsonl",
                "metrics.jsonl.tmp", "checkpoints", "final", ".tmp-final", "eval.json",
-               "tensorboard", "wandb"),
+               "tensorboard", "wandb", "report.html"),
                _legacy_train, resumable=True)
-DEMO = Layout("demo", "a demo output", ("report.json", "report.md", "loss_curve.png", "audit.json",
-              "data", "eval", "train"), _legacy_demo)
+DEMO = Layout("demo", "a demo output", ("report.json", "report.md", "report.html", "loss_curve.png",
+              "audit.json", "data", "eval", "train"), _legacy_demo)
 EXPORT = Layout("export", "an export", MODEL_FILES, _legacy_export)
 
 

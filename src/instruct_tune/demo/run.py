@@ -5,7 +5,7 @@
     3 audit         the audit command's verdict on the training set
     4 tuning        the project's trainer (full fine-tuning, packing on) -> OUT/train/final
     5 evaluation    base vs tuned on both held-out sets (the eval command's API)
-    6 report        OUT/report.json, OUT/report.md, OUT/loss_curve.png, per-stage timings
+    6 report        OUT/report.json, OUT/report.md, OUT/report.html, OUT/loss_curve.png, timings
 
 `demo(cfg, plan)` is the Python API (tests pass a smaller plan); commands/demo.py the CLI entry.
 """
@@ -210,8 +210,11 @@ def _demo(cfg: DemoConfig, plan: DemoPlan, out: Path) -> dict:
               "timings": timings.stages, "total_wall_s": round(time.perf_counter() - started, 1),
               "total_cpu_s": round(time.process_time() - started_cpu, 1)}
     write_reports(out, result, evals, png)
+    from ..report import write_report
+
+    write_report(out)  # report.html: the same run for a browser (curves, tables, samples, audit)
     print_timings(console, timings.stages, result["total_wall_s"])
-    console.print(f"\nWritten to {out}: report.md, report.json, loss_curve.png, data/, eval/, "
+    console.print(f"\nWritten to {out}: report.html, report.md, report.json, loss_curve.png, data/, eval/, "
                   f"train/final/ (the tuned model). Try it:\n"
                   f"  instruct-tune generate --model {final} \"Reverse the order of these words.\" "
                   f"--input \"red cat sun\"\n  instruct-tune chat {final}", highlight=False)
