@@ -101,7 +101,7 @@ def test_eval_out_directory(tmp_path):
     html = write_report(tmp_path).read_text()
     page = Page(html)
     check_numbers(tmp_path, page)
-    assert "-shot" not in html and "<h3>a</h3>" in html and "<h3>b</h3>" in html
+    assert "-shot" not in html and "<h3>a.json</h3>" in html and "<h3>b.json</h3>" in html
     assert "notes" not in html.split("<footer>")[0]
 
 

@@ -108,8 +108,8 @@ def load_run(root: str | Path) -> RunData:
     else:
         for path in sorted(root.glob("*.json")):
             if path.name != "audit.json" and _is_eval(report := _read_json(path, data.problems)):
-                data.evals[path.stem] = report
-                data.eval_files[path.stem] = path.name
+                data.evals[path.name] = report  # named by its file: eval --out chose the name
+                data.eval_files[path.name] = path.name
     if (root / "audit.json").is_file():
         audit = _read_json(root / "audit.json", data.problems)
         if isinstance(audit, dict) and all(isinstance(v, dict) and "status" in v
