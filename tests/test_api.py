@@ -22,4 +22,4 @@ def test_stage_functions_are_functions_after_their_modules_are_imported():
 
     for fn in (train, evaluate, audit):
         assert inspect.isfunction(fn), fn
-    assert list(inspect.signature(train).parameters) == ["cfg"]
+    assert list(inspect.signature(train).parameters)[0] == "cfg"

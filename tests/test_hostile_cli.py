@@ -252,13 +252,13 @@ TRAIN_FLAGS: list[tuple[list[str], tuple[str, ...]]] = [
 @pytest.fixture
 def no_loading(monkeypatch):
     """Fail the test if training starts loading data or a model: flags must be checked first."""
-    import instruct_tune.train.run as run
+    import instruct_tune.train.setup as setup
 
     def loaded(*a, **k):
         raise AssertionError("data/model loading started before the flags were checked")
 
-    monkeypatch.setattr(run, "load_data", loaded)
-    monkeypatch.setattr(run, "load_model_for_training", loaded)
+    monkeypatch.setattr(setup, "load_data", loaded)
+    monkeypatch.setattr(setup, "load_model_for_training", loaded)
 
 
 @pytest.mark.parametrize("flags, words", TRAIN_FLAGS, ids=[" ".join(f) for f, _ in TRAIN_FLAGS])
