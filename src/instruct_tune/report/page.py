@@ -38,7 +38,7 @@ table{border-collapse:collapse;font-size:.9rem;min-width:100%}
 table.metrics{min-width:min(100%,620px)}
 th,td{padding:5px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
 thead th{font-weight:600;color:var(--muted);font-size:.82rem;border-bottom:2px solid var(--line)}
-th.group{text-align:center;border-left:1px solid var(--line)}
+th.group,.gs{border-left:1px solid var(--line)}th.group{text-align:center}
 tbody th{font-weight:500}
 .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.good,span.good{color:var(--good);font-weight:600}td.bad,span.bad{color:var(--bad);font-weight:600}

@@ -98,14 +98,16 @@ def _task_table(rep: dict, f: str) -> str:
     ms = models(rep)
     group = "".join(f'<th colspan="{len(ms)}" class="group">{METRICS[k][0].split(" (")[0]}</th>'
                     for k in TASK_METRICS)
-    sub = "".join(_head(c) for _ in TASK_METRICS for c, _, _ in ms)
+    sub = "".join(_head(c).replace('class="num', 'class="num gs', 1) if j == 0 else _head(c)
+                  for _ in TASK_METRICS for j, (c, _, _) in enumerate(ms))
     rows = []
     for task, m in tasks.items():
         cells = [num(m.get("n"), ptr(f, "by_task", task, "n"), "int")]
         for key in TASK_METRICS:
-            for _, mm, p in ms:
+            for j, (_, mm, p) in enumerate(ms):
                 value = (mm.get("by_task") or {}).get(task, {}).get(key)
-                cells.append(num(value, ptr(f, *p, "by_task", task, key), METRICS[key][1]))
+                cell = num(value, ptr(f, *p, "by_task", task, key), METRICS[key][1])
+                cells.append(cell.replace('class="num', 'class="num gs', 1) if j == 0 else cell)
         rows.append(f"<tr><th>{escape(task)}</th>{''.join(cells)}</tr>")
     return (f'<h3>Per task</h3><div class="scroll"><table class="tasks"><thead><tr>'
             f'<th rowspan="2">task</th><th rowspan="2" class="num">n</th>{group}</tr><tr>{sub}'
@@ -156,10 +158,10 @@ def _output(row: dict, label: str, keys: tuple, src: str, index: int, stop: str)
     length = num(row.get(length_key), ptr(src, "rows", index, length_key), "int", "span")
     if row.get(stopped_key):
         end = f'<span class="stop" title="stopped: generated the stop token">{escape(stop)}</span>'
-        state = f"stopped after {length} tokens"
+        state = f"stopped after {length} token{'' if row.get(length_key) == 1 else 's'}"
     else:
         end = '<span class="nostop">no stop</span>'
-        state = f"no stop in {length} tokens"
+        state = f"no stop in {length} token{'' if row.get(length_key) == 1 else 's'}"
     match = " · exact match" if text.strip() == str(row.get("reference", "")).strip() else ""
     leak = row.get(text_key.replace("output", "leak"))
     if leak:
