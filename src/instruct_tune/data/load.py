@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import gc
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,8 +73,25 @@ def load_records_report(source: str | Path, *, format: str = "auto",
 
 
 def _load(source: str, fmt: str, mapping: dict[str, str], skip_invalid: bool) -> LoadResult:
+    records, skipped, fmt_name, notes = read_rows(
+        source, fmt, mapping, skip_invalid, detect=detect_format, check_columns=column_problems,
+        convert=to_record, kind=Record, noun="rows")
+    return LoadResult(records, skipped, fmt_name, source, notes)
+
+
+def read_rows(source: str, fmt: str, mapping: dict[str, str], skip_invalid: bool, *,
+              detect: Callable[[set[str]], str | None],
+              check_columns: Callable[[str, set[str], str | None, dict], list[Problem]],
+              convert: Callable[[dict, Source, str, dict], object], kind: type, noun: str,
+              refine: Callable[[str, list[tuple[int, dict]]], str] | None = None
+              ) -> tuple[list, list[Problem], str, list[str]]:
+    """Read every row of every file of `source` into `kind` objects (SFT records or preference
+    pairs): the format per file (`fmt`, or `detect` from the columns, then `refine` from the
+    rows), the columns checked once per file, each row converted by `convert` (a `kind` or its
+    problems). Returns (objects, the first problem of each skipped row, format, notes); raises
+    one DataError listing every problem unless skip_invalid."""
     notes: list[str] = []
-    records: list[Record] = []
+    records: list = []
     bad: list[list[Problem]] = []  # per invalid row, all its problems
     formats: set[str] = set()
     for name, rows in _open(source, notes):
@@ -95,16 +112,18 @@ def _load(source: str, fmt: str, mapping: dict[str, str], skip_invalid: bool) ->
             fail(name, "no rows found", "the file has no data rows; check the path")
         if parsed:
             keys = set().union(*(row.keys() for _, row in parsed))
-            file_fmt = fmt if fmt != "auto" else detect_format(keys)
+            file_fmt = fmt if fmt != "auto" else detect(keys)
             problems = missing_mapped_columns(name, raw_keys, mapping) if mapping else []
-            if problems := problems or column_problems(name, keys, file_fmt, mapping):
+            if problems := problems or check_columns(name, keys, file_fmt, mapping):
                 raise DataError(problems, hint="Nothing was loaded: check --columns/--format.")
             if note := unmapped_input_note(keys, file_fmt, mapping):
                 notes.append(f"{name}: {note}")
+            if refine is not None and fmt == "auto":
+                file_fmt = refine(file_fmt, parsed)
             formats.add(file_fmt)
             for line, row in parsed:
-                rec = to_record(row, Source(name, line), file_fmt, mapping)
-                if isinstance(rec, Record):
+                rec = convert(row, Source(name, line), file_fmt, mapping)
+                if isinstance(rec, kind):
                     records.append(rec)
                 else:
                     file_bad.append((line, rec))
@@ -114,11 +133,10 @@ def _load(source: str, fmt: str, mapping: dict[str, str], skip_invalid: bool) ->
     all_problems = [p for row in bad for p in row]
     if bad and not records:
         rows = "the only row has" if len(bad) == 1 else f"all {len(bad):,} rows have"
-        raise DataError(all_problems, hint=f"No valid rows: {rows} problems; nothing to load.")
+        raise DataError(all_problems, hint=f"No valid {noun}: {rows} problems; nothing to load.")
     if bad and not skip_invalid:
         raise DataError(all_problems)
-    fmt_name = formats.pop() if len(formats) == 1 else "mixed"
-    return LoadResult(records, [row[0] for row in bad], fmt_name, source, notes)
+    return records, [row[0] for row in bad], formats.pop() if len(formats) == 1 else "mixed", notes
 
 
 def _without_skip_advice(p: Problem) -> Problem:

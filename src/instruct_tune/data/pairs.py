@@ -19,9 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError, DataError, Problem
-from .load import open_source, without_skip_advice
-from .readers import fail
+from ..errors import ConfigError, Problem
+from .load import open_source, read_rows
 from .records import Message, Record, Source
 from .templates import fold_input
 from .tokenize import gc_paused
@@ -31,11 +30,9 @@ from .validate import (
     _json_list,
     _problem,
     apply_columns,
-    missing_mapped_columns,
     parse_columns,
     parse_messages,
     summarize_problems,
-    unmapped_input_note,
 )
 
 __all__ = ["PAIR_FORMATS", "PairLoadResult", "PairRecord", "detect_pair_format",
@@ -125,54 +122,19 @@ def load_pairs(source: str | Path, *, format: str = "auto",
 
 
 def _load(source: str, fmt: str, mapping: dict[str, str], skip_invalid: bool) -> PairLoadResult:
-    notes: list[str] = []
-    records: list[PairRecord] = []
-    bad: list[list[Problem]] = []
-    formats: set[str] = set()
-    for name, rows in open_source(source, notes):
-        parsed, file_bad = [], []
-        raw_keys: dict[str, None] = {}
-        for line, row in rows:
-            if isinstance(row, Problem):
-                file_bad.append((line, [row]))
-            elif not isinstance(row, dict):
-                file_bad.append((line, [Problem(name, line, None, "expected an object with named "
-                                                "fields, got a JSON value of another kind; write "
-                                                "one {...} record per row")]))
-            else:
-                raw_keys.update(dict.fromkeys(row))
-                parsed.append((line, apply_columns(row, mapping)))
-        if not parsed and not file_bad:
-            fail(name, "no rows found", "the file has no data rows; check the path")
-        if parsed:
-            keys = set(apply_columns(raw_keys, mapping))
-            file_fmt = fmt if fmt != "auto" else detect_pair_format(keys)
-            problems = missing_mapped_columns(name, raw_keys, mapping)
-            if problems := problems or _column_problems(name, keys, file_fmt, mapping):
-                raise DataError(problems, hint="Nothing was loaded: check --columns/--format.")
-            if note := unmapped_input_note(keys, file_fmt, mapping):
-                notes.append(f"{name}: {note}")
-            if fmt == "auto" and file_fmt == "standard" and any(
-                    isinstance(_maybe_messages(row.get("prompt")), list) for _, row in parsed):
-                file_fmt = "conversational"
-            formats.add(file_fmt)
-            for line, row in parsed:
-                pair = to_pair(row, Source(name, line), file_fmt, mapping)
-                if isinstance(pair, PairRecord):
-                    records.append(pair)
-                else:
-                    file_bad.append((line, pair))
-        bad.extend(problems for _, problems in sorted(file_bad, key=lambda x: x[0]))
-    if skip_invalid:
-        bad = [[without_skip_advice(p) for p in row] for row in bad]
-    all_problems = [p for row in bad for p in row]
-    if bad and not records:
-        rows = "the only row has" if len(bad) == 1 else f"all {len(bad):,} rows have"
-        raise DataError(all_problems, hint=f"No valid pairs: {rows} problems; nothing to load.")
-    if bad and not skip_invalid:
-        raise DataError(all_problems)
-    fmt_name = formats.pop() if len(formats) == 1 else "mixed"
-    return PairLoadResult(records, [row[0] for row in bad], fmt_name, source, notes)
+    records, skipped, fmt_name, notes = read_rows(
+        source, fmt, mapping, skip_invalid, detect=detect_pair_format,
+        check_columns=_column_problems, convert=to_pair, kind=PairRecord, noun="pairs",
+        refine=_refine_format)
+    return PairLoadResult(records, skipped, fmt_name, source, notes)
+
+
+def _refine_format(fmt: str | None, parsed: list[tuple[int, dict]]) -> str | None:
+    """A standard file whose prompts are message lists is conversational."""
+    if fmt == "standard" and any(isinstance(_maybe_messages(row.get("prompt")), list)
+                                 for _, row in parsed):
+        return "conversational"
+    return fmt
 
 
 def _column_problems(path: str, keys: set[str], fmt: str | None,
