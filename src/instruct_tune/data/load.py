@@ -231,4 +231,3 @@ def _read_datasets(source: str, saved: bool, notes: list[str]) -> Iterator[Row]:
 # Public names for loaders of other record kinds (data/pairs.py): the same sources (file,
 # directory, datasets name) read the same way, and the same --skip-invalid advice handling.
 open_source = _open
-without_skip_advice = _without_skip_advice
