@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import time
 
 from ..config import AuditConfig
+from .tokenizer import tokenizer_for
 
 
 def _load(path: str, cfg: AuditConfig):
@@ -38,15 +38,10 @@ def run(cfg: AuditConfig) -> int:
             eval_records = _load(cfg.eval_data, cfg).records
         tokenizer = template = context = None
         if cfg.model:
-            from ..data.templates import default_template, get_template
-            from ..models import context_length, fit_max_length, load_tokenizer
+            from ..models import context_length
 
             status.update(f"loading tokenizer {cfg.model}")
-            tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
-            cfg = dataclasses.replace(cfg, max_length=fit_max_length(
-                cfg.max_length, cfg.model, lambda m: err.print(f"[yellow]warning:[/] {m}"),
-                cfg.trust_remote_code))
-            template = get_template(cfg.template or default_template(cfg.model), tokenizer)
+            tokenizer, template, cfg = tokenizer_for(cfg, err.print)
             context = context_length(cfg.model, cfg.trust_remote_code)
         report = audit(loaded.records, tokenizer=tokenizer, template=template,
                        max_length=cfg.max_length, eval_records=eval_records,

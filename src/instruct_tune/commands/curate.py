@@ -11,6 +11,7 @@ import sys
 import time
 
 from ..config import CurateConfig
+from .tokenizer import tokenizer_for
 
 KEEP_FLAGS = {"keep_duplicates": "duplicate_rows", "keep_contaminated": "contaminated",
               "keep_empty": "empty_output", "keep_copies": ("echoes_instruction", "copies_input"),
@@ -46,15 +47,8 @@ def run(cfg: CurateConfig) -> int:
     with err.status("loading", spinner="dots") as status:
         tokenizer = template = None
         if cfg.model:
-            from ..data.templates import default_template, get_template
-            from ..models import fit_max_length, load_tokenizer
-
             status.update(f"loading tokenizer {cfg.model}")
-            tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
-            cfg = dataclasses.replace(cfg, max_length=fit_max_length(
-                cfg.max_length, cfg.model, lambda m: err.print(f"[yellow]warning:[/] {m}"),
-                cfg.trust_remote_code))
-            template = get_template(cfg.template or default_template(cfg.model), tokenizer)
+            tokenizer, template, cfg = tokenizer_for(cfg, err.print)
         settings = {k: v for k, v in dataclasses.asdict(cfg).items()
                     if k not in ("data", "out", "mix", "overwrite")}
         report = curate_files(cfg.data, cfg.out, mix=cfg.mix, rows=cfg.rows, seed=cfg.seed,

@@ -3,11 +3,11 @@ renders it)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 
 from ..config import InspectConfig
+from .tokenizer import tokenizer_for
 
 
 def run(cfg: InspectConfig) -> int:
@@ -27,9 +27,7 @@ def run(cfg: InspectConfig) -> int:
     )
     from ..data.load import load_records_report
     from ..data.pairs import is_preference_source
-    from ..data.templates import default_template, get_template
     from ..data.tokenize import build_examples
-    from ..models import fit_max_length, load_tokenizer
 
     if is_preference_source(cfg.data, cfg.columns):  # chosen/rejected pairs: commands/pairs.py
         from .pairs import inspect_pairs
@@ -37,13 +35,10 @@ def run(cfg: InspectConfig) -> int:
         return inspect_pairs(cfg)
     loaded = load_records_report(cfg.data, format=cfg.format, columns=cfg.columns,
                                  skip_invalid=cfg.skip_invalid)
-    tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
     warn = Console(stderr=True, highlight=False).print
     for note in loaded.notes:  # e.g. a column that looks like the input but is not mapped
         warn(note, markup=False)
-    cfg = dataclasses.replace(cfg, max_length=fit_max_length(
-        cfg.max_length, cfg.model, lambda m: warn(f"[yellow]warning:[/] {m}"), cfg.trust_remote_code))
-    template = get_template(cfg.template or default_template(cfg.model), tokenizer)
+    tokenizer, template, cfg = tokenizer_for(cfg, warn)
     result = build_examples(loaded.records, tokenizer, template, max_length=cfg.max_length,
                             truncation=cfg.truncation, cache_dir=cfg.cache_dir)
     n = cfg.n if cfg.n is not None else (0 if cfg.json else DEFAULT_ROWS)

@@ -6,7 +6,6 @@ cheap to import and imports its stages inside each function. Same options, same 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import time
@@ -14,6 +13,7 @@ from collections.abc import Callable
 
 from ..config import AuditConfig, EvalConfig, InspectConfig
 from ..errors import ConfigError
+from .tokenizer import tokenizer_for
 
 
 def _load(path: str, cfg, warn: Callable[[str], None]):
@@ -40,15 +40,10 @@ def inspect_pairs(cfg: InspectConfig) -> int:
     )
     from ..data.pair_inspect import REJECTED_STYLES, pair_json, pair_summary, render_pair
     from ..data.pair_tokenize import build_pairs
-    from ..data.templates import default_template, get_template
-    from ..models import fit_max_length, load_tokenizer
 
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     loaded = _load(cfg.data, cfg, lambda m: err.print(m, markup=False))
-    tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
-    cfg = dataclasses.replace(cfg, max_length=fit_max_length(
-        cfg.max_length, cfg.model, lambda m: err.print(f"[yellow]warning:[/] {m}"), cfg.trust_remote_code))
-    template = get_template(cfg.template or default_template(cfg.model), tokenizer)
+    tokenizer, template, cfg = tokenizer_for(cfg, err.print)
     result = build_pairs(loaded.records, tokenizer, template, max_length=cfg.max_length,
                          cache_dir=cfg.cache_dir)
     n = cfg.n if cfg.n is not None else (0 if cfg.json else DEFAULT_ROWS)
@@ -111,15 +106,8 @@ def audit_pairs(cfg: AuditConfig) -> int:
             eval_records = _eval_records(cfg.eval_data, cfg)
         tokenizer = template = None
         if cfg.model:
-            from ..data.templates import default_template, get_template
-            from ..models import fit_max_length, load_tokenizer
-
             status.update(f"loading tokenizer {cfg.model}")
-            tokenizer = load_tokenizer(cfg.model, trust_remote_code=cfg.trust_remote_code)
-            cfg = dataclasses.replace(cfg, max_length=fit_max_length(
-                cfg.max_length, cfg.model, lambda m: err.print(f"[yellow]warning:[/] {m}"),
-                cfg.trust_remote_code))
-            template = get_template(cfg.template or default_template(cfg.model), tokenizer)
+            tokenizer, template, cfg = tokenizer_for(cfg, err.print)
         report = audit(loaded.records, tokenizer=tokenizer, template=template,
                        max_length=cfg.max_length, eval_records=eval_records,
                        skipped=loaded.skipped, progress=lambda s: status.update(f"auditing: {s}"))
