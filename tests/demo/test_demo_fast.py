@@ -20,7 +20,7 @@ def test_fast_demo_end_to_end(tmp_path):
                           env={**_base_env(), **env})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
-    for name in ("report.json", "report.md", "loss_curve.png", "audit.json",
+    for name in ("report.json", "report.md", "report.html", "loss_curve.png", "audit.json",
                  "data/train.jsonl", "data/heldout_inputs.jsonl", "data/heldout_phrasings.jsonl",
                  "train/final/model.safetensors", "train/final/template.json",
                  "train/metrics.jsonl"):
@@ -30,6 +30,7 @@ def test_fast_demo_end_to_end(tmp_path):
         tuned, base = report["eval"][split], report["eval"][split]["base"]
         assert tuned["stop_rate"] >= 0.8 and base["stop_rate"] <= 0.2, (split, tuned, base)
         assert tuned["exact_match"] > base["exact_match"], split
+        assert report["eval"][split]["base_few_shot"]["k"] == 3, split  # the few-shot baseline
     assert set(report["timings"]) == {"base model", "data", "audit", "tuning", "evaluation", "report"}
     assert "stop rate" in proc.stdout and "held-out phrasings" in proc.stdout
 

@@ -4,7 +4,7 @@
     2 data          built-in verifiable tasks -> OUT/data/{train,heldout_inputs,heldout_phrasings}.jsonl
     3 audit         the audit command's verdict on the training set
     4 tuning        the project's trainer (full fine-tuning, packing on) -> OUT/train/final
-    5 evaluation    base vs tuned on both held-out sets (the eval command's API)
+    5 evaluation    base (zero-shot and 3-shot) vs tuned on both held-out sets (the eval command's API)
     6 report        OUT/report.json, OUT/report.md, OUT/report.html, OUT/loss_curve.png, timings
 
 `demo(cfg, plan)` is the Python API (tests pass a smaller plan); commands/demo.py the CLI entry.
@@ -53,6 +53,7 @@ class DemoPlan:
     max_length: int  # packed sequence length
     max_new_tokens: int  # enough for the longest answer; the base model runs on to this limit
     eval_batch_size: int = 64
+    few_shot: int = 3  # the base model also answers after this many worked examples (0: not)
 
 
 FULL_PLAN = DemoPlan(FULL, train_per_task=300, eval_per_task=10, epochs=12, lr=2e-3,
@@ -191,7 +192,8 @@ def _demo(cfg: DemoConfig, plan: DemoPlan, out: Path) -> dict:
             console.print(f"Generating for {name} with the base and the tuned model ...")
             report = evaluate(final, load_records(files[name]), compare=base_dir,
                               max_new_tokens=plan.max_new_tokens, batch_size=plan.eval_batch_size,
-                              samples=0, progress=True)
+                              samples=0, progress=True, few_shot=plan.few_shot,
+                              shots=str(files["train"]))
             (out / "eval").mkdir(exist_ok=True)
             (out / "eval" / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
             evals[name] = report
