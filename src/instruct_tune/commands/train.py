@@ -45,7 +45,23 @@ def _run(cfg: TrainConfig) -> int:
     except TrainingInterrupted as e:
         console.print(f"[yellow]{e}[/]")
         return 130
-    if cfg.eval_data and PartialState().is_main_process:
+    if not PartialState().is_main_process:
+        return 0
+    if cfg.eval_data:
         gc.collect()  # the training model, optimizer and batches are garbage now
         generation_eval(cfg, final)
+    _write_report(cfg.out)
     return 0
+
+
+def _write_report(out: str) -> None:
+    """OUT/report.html (curves, generation checks, before/after); a failure only warns."""
+    from ..errors import InstructTuneError
+    from ..report import write_report
+    from ..train.progress import console
+
+    try:
+        console.print(f"report: {write_report(out)}")
+    except (InstructTuneError, OSError, ValueError) as e:
+        console.print(f"[yellow]warning:[/] report.html not written ({e}); the run is saved. "
+                      f"Write it with: instruct-tune report {out}")

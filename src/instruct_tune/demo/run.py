@@ -108,6 +108,8 @@ def _audit(train_path: Path, eval_paths: list[Path], base_dir: str) -> dict:
     report = audit(load_records(train_path), tokenizer=load_tokenizer(base_dir),
                    eval_records=held_out)
     for name, title in TITLES.items():
+        if name not in report.levers:  # e.g. the preference-file levers
+            continue
         lever = report[name]
         console.print(f"  {title:<20} {STATUS[lever.status]:<6} {escape(lever.verdict)}",
                       highlight=False)

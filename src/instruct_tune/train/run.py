@@ -31,7 +31,7 @@ from .setup import Setup, accelerator_for, build, free_space_warning
 # Options that may change between a run and its --resume; anything else must match config.yaml.
 RESUMABLE_CHANGES = {"resume", "overwrite", "quiet", "log_every", "save_every", "keep_checkpoints",
                      "eval_every", "max_time", "max_steps", "epochs", "cache_dir", "out",
-                     "eval_max_new_tokens", "allow_slow_bf16"}
+                     "eval_max_new_tokens", "eval_samples", "allow_slow_bf16", "report_to"}
 
 
 def resolve(cfg: TrainConfig) -> TrainConfig:
