@@ -320,3 +320,16 @@ def test_position_ids_alone_do_not_isolate_packed_rows(arch):
     if arch == "llama":
         got = _per_example(no_pos, rows, LENGTHS)
         assert max((got[i] - lu[i, :n]).abs().max().item() for i, n in enumerate(LENGTHS)) < 1e-4
+
+
+@given(lengths=st.lists(st.integers(1, 64), min_size=1, max_size=40))
+@settings(max_examples=80, deadline=None)
+def test_balanced_packing_keeps_the_bin_count_and_evens_the_fill(lengths):
+    from instruct_tune.data.pack import pack_balanced
+
+    plain, even = pack(lengths, 64), pack_balanced(lengths, 64)
+    assert sorted(i for b in even for i in b) == list(range(len(lengths)))
+    assert len(even) == len(plain)
+    fill = [sum(lengths[i] for i in b) for b in even]
+    assert max(fill) <= 64
+    assert max(fill) <= max(sum(lengths[i] for i in b) for b in plain)  # never more padding

@@ -99,6 +99,23 @@ def pack(lengths: Sequence[int], max_length: int) -> list[list[int]]:
     return bins
 
 
+def pack_balanced(lengths: Sequence[int], max_length: int) -> list[list[int]]:
+    """As few bins as `pack` makes, with their fill evened out: a batch pads every bin to its
+    fullest, so 1,900 tokens go into two bins of ~950, not 1,024 + 876. The smallest capacity
+    (from total / bins up, in 1/64 steps of max_length) that still needs no more bins."""
+    bins = pack(lengths, max_length)
+    if len(bins) < 2:
+        return bins
+    cap = max(max(lengths), -(-sum(lengths) // len(bins)))
+    step = max(1, max_length // 64)
+    while cap < max_length:
+        even = pack(lengths, cap)
+        if len(even) <= len(bins):
+            return even
+        cap += step
+    return bins
+
+
 def padding_share(bins: Sequence[Sequence[int]], lengths: Sequence[int], max_length: int) -> float:
     """Share of the bins' max_length slots that would be padding (0.0 = perfectly full)."""
     if not bins:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from ..data.pack import Batch, batches, pack
+from ..data.pack import Batch, batches, pack_balanced
 from .objective import SFT
 
 Rows = list[list[int]]  # a micro-batch: sequences of example indices
@@ -70,8 +70,8 @@ class Plan:
 
     def layout(self, indices: list[int]) -> list[Rows]:
         """A step's examples as micro-batches of at most `global_batch` sequences."""
-        if self.packing:
-            bins = pack([self.lengths[i] for i in indices], self.max_length)
+        if self.packing:  # as few sequences as the rows need, evenly filled (less padding)
+            bins = pack_balanced([self.lengths[i] for i in indices], self.max_length)
             seqs = [[indices[j] for j in b] for b in bins]
         else:
             seqs = [[i] for i in indices]
