@@ -517,6 +517,8 @@ class DemoConfig:
     """Run the demo on your own base model (directory or hub name) instead of the local one."""
     fast: bool = False
     """A shorter version (a few minutes on a laptop) for tests and CI."""
+    levers: bool = False
+    """Instead of the story: measure the data levers (size, task and phrasing diversity, output quality), one changed at a time at the same number of steps (about 10 minutes; with --fast about 3)."""
     seed: int = 0
     """Seed of the task data and of tuning (the local base model is cached, whatever the seed)."""
     overwrite: bool = False

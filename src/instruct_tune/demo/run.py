@@ -126,6 +126,10 @@ def demo(cfg: DemoConfig, plan: DemoPlan | None = None) -> dict:
     # The one output guard (..outdir); the CLI's preflight ran it before anything loaded.
     out = guard(cfg.out, DEMO, flag="--out", overwrite=cfg.overwrite)
     try:
+        if cfg.levers:  # the levers experiment instead of the story (levers.py)
+            from .levers import levers
+
+            return levers(cfg, prepare(out, DEMO, overwrite=cfg.overwrite))
         return _demo(cfg, plan, prepare(out, DEMO, overwrite=cfg.overwrite))
     finally:
         release(out)

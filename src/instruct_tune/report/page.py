@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import ConfigError
+from .levers import levers_section
 from .sections import audit_section, config_section, curves_section, timings_section
 from .sources import RunData, load_run
 from .tables import evals_section, glance_section, samples_section
@@ -99,14 +100,14 @@ table.metrics .d{display:none}.glance{grid-template-columns:1fr;gap:6px}
 .card{padding:6px 10px}}
 """
 
-NAV = (("glance", "Summary"), ("config", "Run"), ("curves", "Curves"), ("evals", "Before/after"),
-       ("samples", "Samples"), ("audit", "Audit"), ("timings", "Time"))
+NAV = (("glance", "Summary"), ("config", "Run"), ("levers", "Levers"), ("curves", "Curves"),
+       ("evals", "Before/after"), ("samples", "Samples"), ("audit", "Audit"), ("timings", "Time"))
 KIND = {"train": "training run", "demo": "demo", "eval": "evaluation"}
 
 
 def render(data: RunData, samples: int = 6) -> str:
     """The whole page for a run."""
-    sections = [glance_section(data), config_section(data), curves_section(data),
+    sections = [glance_section(data), config_section(data), levers_section(data), curves_section(data),
                 evals_section(data), samples_section(data, samples), audit_section(data),
                 timings_section(data)]
     body = "".join(sections)
