@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..config import DemoConfig, TrainConfig
+from ..evaluate.during_training import GenerationCheck
 from ..hardware import preferred_precision, training_device
 from ..models import parameter_count
 from ..outdir import DEMO, guard, prepare, release
@@ -188,8 +189,21 @@ def _demo(cfg: DemoConfig, plan: DemoPlan, out: Path) -> dict:
                                 epochs=plan.epochs, lr=lr, precision=precision,
                                 batch_size=plan.batch_size, max_length=plan.max_length,
                                 packing=True, warmup_ratio=0.05, seed=cfg.seed, log_every=5,
-                                save_every=0, keep_checkpoints=1, eval_every=0)
-        final = train(train_cfg)
+                                save_every=0, keep_checkpoints=1,
+                                # generation checks while it learns: the stop-rate curve
+                                eval_data=str(files["heldout_inputs"]), eval_every=100,
+                                eval_max_new_tokens=plan.max_new_tokens)
+        check = None
+
+        def make_check(records):
+            nonlocal check
+            check = GenerationCheck.sample(records, train_cfg.eval_samples, cfg.seed,
+                                           max_new_tokens=plan.max_new_tokens)
+            return check
+
+        final = train(train_cfg, generation_check=make_check)
+        if check is not None:
+            console.print(f"generation checks while tuning: {check.seconds:.1f} s", highlight=False)
         release(out / "train")  # train() holds its --out until it is told the run is over
 
     with timings("evaluation", 5):
