@@ -9,8 +9,10 @@ Models and tokenizers are cached under ~/.cache/instruct-tune-bench so repeated 
 Public names (other bench scripts may import them):
     build_tokenizer(vocab_size)              -> PreTrainedTokenizerFast (BOS added, pad != eos)
     make_rows(n, tokenizer, seed)            -> list of {"instruction", "input", "output"} dicts
+    make_pairs(n, tokenizer, seed)           -> list of {"instruction", "input", "chosen", "rejected"}
     build_llama(vocab_size, **overrides)     -> LlamaForCausalLM (hidden 256, 4 layers, fp32)
     model_dir(vocab_size, **overrides)       -> Path of a saved model + tokenizer directory (cached)
+    needed_flops(model_dir, tokens, trained, attention) -> (FLOPs an epoch needs, body params)
     write_jsonl(rows, path), peak_rss_mib(), matmul_peak(dtype), ALPACA_PROMPT(s)
     peak_dtypes(precision)                   -> the dtypes whose matmul peak is worth measuring
 """
@@ -116,13 +118,10 @@ def _lognormal_len(rng, median: float, sigma: float, lo: int, hi: int) -> int:
     return int(np.clip(round(median * np.exp(sigma * rng.standard_normal())), lo, hi))
 
 
-def make_rows(n: int, tokenizer, seed: int = 0) -> list[dict]:
-    """n Alpaca rows whose token lengths follow a realistic spread.
-
-    instruction ~ 25 tokens (4-150), an input on 40% of rows ~ 60 tokens (5-130), so prompts with
-    the template are about 20-300 tokens; output ~ 100 tokens, 5-400 (with full stops), heavy-tailed.
-    """
-    stream, rng = _stream(0), np.random.default_rng(seed + 100)
+def _text_source(tokenizer, seed: int):
+    """(rng, text_of): text_of(n) is word-stream text of about n tokens under `tokenizer`, drawn
+    from rng (callers draw their lengths from the same rng, so one seed fixes everything)."""
+    stream, rng = _stream(0), np.random.default_rng(seed)
     spaced = [" " + w for w in stream.words]
     n_tok = np.array([len(x) for x in tokenizer(spaced, add_special_tokens=False)["input_ids"]])
 
@@ -131,12 +130,39 @@ def make_rows(n: int, tokenizer, seed: int = 0) -> list[dict]:
         cut = int(np.searchsorted(np.cumsum(n_tok[ids]), target, side="right"))
         return stream.text(ids[:max(cut, 1)])
 
+    return rng, text_of
+
+
+def make_rows(n: int, tokenizer, seed: int = 0) -> list[dict]:
+    """n Alpaca rows whose token lengths follow a realistic spread.
+
+    instruction ~ 25 tokens (4-150), an input on 40% of rows ~ 60 tokens (5-130), so prompts with
+    the template are about 20-300 tokens; output ~ 100 tokens, 5-400 (with full stops), heavy-tailed.
+    """
+    rng, text_of = _text_source(tokenizer, seed + 100)
     rows = []
     for _ in range(n):
         inp = text_of(_lognormal_len(rng, 60, 0.9, 5, 130)) if rng.random() < 0.4 else ""
         rows.append({"instruction": text_of(_lognormal_len(rng, 25, 0.7, 4, 150)), "input": inp,
                      "output": text_of(_lognormal_len(rng, 100, 0.9, 5, 370))})
     return rows
+
+
+def make_pairs(n: int, tokenizer, seed: int = 0) -> list[dict]:
+    """n Alpaca-style preference pairs {"instruction", "input", "chosen", "rejected"}.
+
+    instruction ~ 60 tokens (42-220), an input on half the pairs ~ 80 (10-160), so prompts with
+    the template are about 50-400 tokens; chosen and rejected ~ 90 tokens each (about 20-300
+    with the stop token), drawn independently, heavy-tailed.
+    """
+    rng, text_of = _text_source(tokenizer, seed + 200)
+    pairs = []
+    for _ in range(n):
+        inp = text_of(_lognormal_len(rng, 80, 0.8, 10, 160)) if rng.random() < 0.5 else ""
+        pairs.append({"instruction": text_of(_lognormal_len(rng, 60, 0.6, 42, 220)), "input": inp,
+                      "chosen": text_of(_lognormal_len(rng, 90, 0.8, 18, 280)),
+                      "rejected": text_of(_lognormal_len(rng, 90, 0.8, 18, 280))})
+    return pairs
 
 
 def build_llama(vocab_size: int, seed: int = 0, tokenizer=None, **overrides):
@@ -168,6 +194,20 @@ def model_dir(vocab_size: int = 32_000, seed: int = 0, **overrides) -> Path:
     tok.save_pretrained(tmp)
     os.replace(tmp, path)  # atomic: concurrent runs never see a half-written directory
     return path
+
+
+def needed_flops(model_dir: Path | str, tokens: int, trained: int, attention: int) -> tuple[float, int]:
+    """(FLOPs one epoch of training needs, body params): 6 x body params x all real tokens, 6 x
+    head params x trained tokens (logits are only needed where there is a label), and causal
+    attention 6 x layers x hidden x `attention`, the sum of each example's length squared (for a
+    prefix-shared pair: (P + C)^2 + (P + R)^2 - P^2, what its queries see)."""
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(model_dir)
+    d, L, V = cfg.hidden_size, cfg.num_hidden_layers, cfg.vocab_size
+    kv = cfg.num_key_value_heads * (d // cfg.num_attention_heads)
+    body = L * (2 * d * d + 2 * d * kv + 3 * d * cfg.intermediate_size + 2 * d) + d
+    return 6 * body * tokens + 6 * V * d * trained + 6 * L * d * attention, body
 
 
 def write_jsonl(rows: list[dict], path: Path) -> Path:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -45,16 +46,21 @@ def tokenize_file(path: Path, tokenizer, max_length: int) -> list[dict]:
 
 
 class Clock:
-    """First training forward -> each optimizer step, via torch's global hooks."""
+    """First training forward -> each optimizer step, via torch's global hooks. Also notes the
+    first forward in any mode (a preference run's reference pass starts there)."""
 
     def __init__(self):
         from transformers import PreTrainedModel
 
         self.t0: tuple[float, float] | None = None  # (wall, process CPU) at the first forward
+        self.first: float | None = None  # wall time of the first forward, training or not
         self.steps: list[tuple[float, float]] = []
 
         def on_forward(module, args):
-            if self.t0 is None and module.training and isinstance(module, PreTrainedModel):
+            if not isinstance(module, PreTrainedModel):
+                return
+            self.first = self.first or time.perf_counter()
+            if self.t0 is None and module.training:
                 self.t0 = (time.perf_counter(), time.process_time())
                 self._fwd.remove()
 
@@ -66,7 +72,8 @@ class Clock:
         """Wall and CPU seconds of the timed window, and the optimizer steps in it."""
         self._opt.remove()
         (w0, c0), (w1, c1) = self.t0, self.steps[-1]
-        return {"window_s": w1 - w0, "cpu_s": c1 - c0, "steps": len(self.steps)}
+        return {"window_s": w1 - w0, "cpu_s": c1 - c0, "steps": len(self.steps),
+                "before_s": w0 - self.first}
 
 
 @torch.no_grad()
@@ -220,7 +227,9 @@ def profiled(spec: dict):
     print(events.table(sort_by="self_cpu_time_total", row_limit=15))
 
 
-def main(spec_path: str) -> None:
+def serve(spec_path: str, run: Callable[[dict], dict]) -> None:
+    """Run one config (`run(spec)` returns its numbers) between two matmul-peak measurements and
+    write the result, with the process's peak RSS, to spec['out'] + '.result.json'."""
     spec = json.loads(Path(spec_path).read_text())
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(spec["seed"])
@@ -229,12 +238,16 @@ def main(spec_path: str) -> None:
     # Per wall second and per CPU second (the latter is robust to other jobs on the machine).
     dtype = torch.bfloat16 if spec["precision"] == "bf16" else torch.float32
     peaks = [common.matmul_peak(dtype, 1024, 4, clock) for clock in CLOCKS]
-    result = (run_trl if spec["config"].startswith("trl") else run_ours)(spec)
+    result = run(spec)
     rss = common.peak_rss_mib()
     after = [common.matmul_peak(dtype, 1024, 4, clock) for clock in CLOCKS]
     result.update(config=spec["config"], peak_rss_mib=rss, peak_flops=max(peaks[0], after[0]),
                   peak_flops_cpu=max(peaks[1], after[1]))
     Path(spec["out"] + ".result.json").write_text(json.dumps(result))
+
+
+def main(spec_path: str) -> None:
+    serve(spec_path, lambda spec: (run_trl if spec["config"].startswith("trl") else run_ours)(spec))
 
 
 if __name__ == "__main__":

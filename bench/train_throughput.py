@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+import harness  # noqa: E402
 import throughput_workers as workers  # noqa: E402
 
 CONFIGS = ("trl-nopack", "ours-nopack", "trl-pack", "ours-pack")
@@ -37,7 +34,7 @@ CONFIGS = ("trl-nopack", "ours-nopack", "trl-pack", "ours-pack")
 def prepare(vocab: int, args, work: Path) -> dict:
     """Model dir, train/eval files, the tokenized examples and the FLOPs one epoch needs."""
     mdir = common.model_dir(vocab)
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(mdir)
     rows = common.make_rows(args.rows + args.eval_rows, tok, seed=args.seed)
@@ -48,14 +45,10 @@ def prepare(vocab: int, args, work: Path) -> dict:
     (work / f"eval-{vocab}.json").write_text(json.dumps([(e["input_ids"], e["labels"])
                                                         for e in evals]))
     (work / f"train-{vocab}.json").write_text(json.dumps(train))
-    cfg = AutoConfig.from_pretrained(mdir)
-    d, L, V = cfg.hidden_size, cfg.num_hidden_layers, cfg.vocab_size
-    kv = cfg.num_key_value_heads * (d // cfg.num_attention_heads)
-    body = L * (2 * d * d + 2 * d * kv + 3 * d * cfg.intermediate_size + 2 * d) + d
     lengths = [len(e["input_ids"]) for e in train]
     trained = sum(sum(x != -100 for x in e["labels"][1:]) for e in train)
     tokens = sum(lengths)
-    flops = 6 * body * tokens + 6 * V * d * trained + 6 * L * d * sum(n * n for n in lengths)
+    flops, body = common.needed_flops(mdir, tokens, trained, sum(n * n for n in lengths))
     # TRL's --per-device-train-batch-size counts packed sequences; ours counts rows (packing is
     # only a layout). For the same work per step, our packed run takes the rows TRL's
     # `pack_batch` best-fit sequences hold on average.
@@ -72,17 +65,8 @@ def run_config(name: str, data: dict, args, work: Path, profile: bool = False) -
                 pack_batch=args.pack_batch, max_length=args.max_length, seed=args.seed,
                 precision=args.precision, allow_slow_bf16=args.allow_slow_bf16,
                 out=str(work / f"{name}-{data['vocab']}"), profile=profile)
-    spec_path = work / f"spec-{name}-{data['vocab']}.json"
-    spec_path.write_text(json.dumps(spec))
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1",
-               OMP_NUM_THREADS=str(args.threads), TRANSFORMERS_VERBOSITY="error")
-    proc = subprocess.run([sys.executable, workers.__file__, str(spec_path)], env=env,
-                          capture_output=not profile, text=True, timeout=900)
-    result_path = Path(spec["out"] + ".result.json")
-    if proc.returncode != 0 or not result_path.is_file():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"config": name, "error": " | ".join(tail)[-300:] or f"exit {proc.returncode}"}
-    return json.loads(result_path.read_text())
+    return harness.run_worker(workers.__file__, spec, work / f"spec-{name}-{data['vocab']}.json",
+                              profile=profile)
 
 
 def report(data: dict, results: dict[str, dict]) -> dict:
@@ -141,67 +125,12 @@ def main() -> None:
                    "ours packs the rows those hold on average")
     p.add_argument("--max-length", type=int, default=1024)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="both tools train in this precision (bf16: autocast, fp32 master weights); "
-                   "MFU is against the same dtype's matmul peak")
-    p.add_argument("--allow-slow-bf16", action="store_true",
-                   help="run --precision bf16 on a CPU without native bf16 anyway (~70x slower)")
-    # One thread by default: with other jobs on the machine, multi-threaded steps stall at every
-    # OpenMP barrier whose partner thread is descheduled, which distorts ratios between configs.
-    p.add_argument("--threads", type=int, default=1, help="torch threads per config (default 1)")
-    p.add_argument("--repeat", type=int, default=1, help="rounds; the best time of each is kept")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--profile", metavar="CONFIG", help="only profile CONFIG (first vocab) with "
-                   "torch.profiler and print where the time goes")
+    harness.add_machine_options(p)
     args = p.parse_args()
-    from instruct_tune.errors import ConfigError
-    from instruct_tune.hardware import check_precision
-
-    try:  # the check train --precision bf16 makes, before minutes of preparation
-        slow = check_precision(args.precision, "cpu", args.allow_slow_bf16)
-    except ConfigError as e:
-        p.error(str(e))
-    import torch
-
-    torch.set_num_threads(args.threads)
-    import transformers
-    import trl
-
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}")
-    load, cores = os.getloadavg()[0], os.cpu_count() or 1
-    if load > 0.5 * cores:
-        print(f"warning: load average {load:.1f} on {cores} cores: other jobs share this machine, so "
-              "wall times swing; the CPU-second columns are steadier (with --threads 1)")
-    if slow:
-        print(f"warning: {slow}")
-    dtypes = common.peak_dtypes(args.precision)
-    peaks = {dt: common.matmul_peak(getattr(torch, dt)) for dt in dtypes}
-    print(f"matmul peak ({args.threads} threads): " + ", ".join(
-        f"{common.SHORT[dt]} {peaks[dt] / 1e9:.0f} GFLOP/s" for dt in dtypes)
-        + ("" if "bfloat16" in dtypes else " (bf16 skipped: not native on this CPU)"))
-    configs = [c for c in args.configs.split(",") if c]
-    summaries = []
-    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
-        work = Path(tmp)
-        for vocab in (int(v) for v in args.vocab.split(",")):
-            t = time.perf_counter()
-            data = prepare(vocab, args, work)
-            print(f"[vocab {vocab}: prepared in {time.perf_counter() - t:.0f}s]", flush=True)
-            if args.profile:
-                r = run_config(args.profile, data, args, work, profile=True)
-                print(f"{args.profile}: {r.get('window_s', float('nan')):.1f}s wall, "
-                      f"{r.get('cpu_s', float('nan')):.1f}s CPU in the timed window {r.get('error', '')}")
-                return
-            results: dict[str, dict] = {}
-            for rnd in range(args.repeat):
-                for name in configs if rnd % 2 == 0 else configs[::-1]:  # interleave, alternate
-                    r = run_config(name, data, args, work)
-                    print(f"  {name}: {r.get('window_s', float('nan')):.1f}s {r.get('error', '')}",
-                          flush=True)
-                    prev = results.get(name)
-                    if prev is None or "error" in prev or r.get("window_s", 1e9) < prev["window_s"]:
-                        results[name] = r
-            summaries.append(report(data, results))
+    harness.machine_header(p, args)
+    summaries = harness.run_all(args, "bench-train-", prepare, run_config, report)
+    if args.profile:
+        return
     done = [s for s in summaries if "speedup" in s]
     if not done:
         print("train_throughput: no ratio (a side failed)")

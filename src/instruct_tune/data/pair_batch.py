@@ -43,6 +43,9 @@ class PairBatch:
     num_tokens: int  # real (non-padding) tokens, for tokens/s
     packed: bool = True  # a custom 4D mask, never the plain padded path
     cu_seq_lens: None = None  # no varlen kwargs: a segment is not one causal block
+    # per row, the (prompt, chosen, rejected) sizes of its pairs back to back from position 0: lets
+    # attention run per segment instead of over the [T x T] mask (train/pair_attention.py)
+    segments: list[list[tuple[int, int, int]]] | None = None
 
     @property
     def attention_mask(self) -> torch.Tensor:
@@ -85,6 +88,7 @@ def collate_pairs(pairs: Sequence, pad_id: int, *, max_length: int,
     lo = torch.zeros((B, width), dtype=torch.long)
     hi = torch.zeros((B, width), dtype=torch.long)
     index, targets, answer, counts, order = [], [], [], [], []
+    segments: list[list[tuple[int, int, int]]] = [[] for _ in rows]
     for r, row in enumerate(rows):
         t = 0
         for i in row:
@@ -92,6 +96,7 @@ def collate_pairs(pairs: Sequence, pad_id: int, *, max_length: int,
             P, C, R = len(p.prompt_ids), len(p.chosen_ids), len(p.rejected_ids)
             k = len(order)  # this pair's slot in the batch
             order.append(i)
+            segments[r].append((P, C, R))
             ids[r, t:t + P + C + R] = torch.tensor(p.prompt_ids + p.chosen_ids + p.rejected_ids)
             pos[r, t:t + P + C] = torch.arange(P + C)
             pos[r, t + P + C:t + P + C + R] = torch.arange(P, P + R)
@@ -114,4 +119,5 @@ def collate_pairs(pairs: Sequence, pad_id: int, *, max_length: int,
     long = functools.partial(torch.tensor, dtype=torch.long)  # also when empty (no targets)
     return PairBatch(ids, pos, start, lo, hi, long(index), long(targets), long(answer),
                      torch.tensor(counts, dtype=torch.float32), ref,
-                     num_pairs=len(order), num_tokens=sum(lengths[i] for row in rows for i in row))
+                     num_pairs=len(order), num_tokens=sum(lengths[i] for row in rows for i in row),
+                     segments=segments)

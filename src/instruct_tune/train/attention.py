@@ -20,6 +20,8 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
+from .pair_attention import pair_sdpa_forward
+
 NAME = "instruct_tune_packed_sdpa"
 
 _lengths_cache: tuple[torch.Tensor | None, list[list[int]]] = (None, [])
@@ -42,6 +44,9 @@ def packed_sdpa_forward(module, query, key, value, attention_mask, dropout: floa
                         scaling: float | None = None, is_causal: bool | None = None, **kwargs):
     """transformers attention function: per-example causal sdpa when `cu_seq_lens_q` marks the
     examples of packed rows (boundaries over the flattened [B * T] tokens), else plain sdpa."""
+    if kwargs.get("pair_segments") is not None:  # prefix-shared preference pairs
+        return pair_sdpa_forward(module, query, key, value, attention_mask, dropout, scaling,
+                                 is_causal=is_causal, **kwargs)
     cu = kwargs.get("cu_seq_lens_q")
     T = query.shape[2]
     if (cu is None or key.shape[2] != T or T == 1 or kwargs.get("position_bias") is not None

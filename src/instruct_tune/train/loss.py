@@ -196,6 +196,11 @@ def answer_logps(model: nn.Module, batch, chunk_size: int | None = None) -> torc
     log p(token | context) read at `batch.target_index` for `batch.targets`, summed per
     `batch.answer`. No [tokens x vocab] tensor outlives one chunk, forward or backward."""
     core, plan, kwargs = _setup(model, batch)
+    if (getattr(batch, "segments", None) is not None
+            and getattr(core.config, "_attn_implementation", None) == attention.NAME):
+        # Attention per pair segment (train/pair_attention.py) instead of the [T x T] mask; the
+        # mask still goes along, so a layer that does not see this keyword stays exact.
+        kwargs["pair_segments"] = batch.segments
     h = _at_targets(model, core, plan, kwargs, batch.target_index)
     if plan.mode == "full":
         logps = torch.log_softmax(h.float(), -1).gather(1, batch.targets[:, None]).squeeze(1)
@@ -209,7 +214,8 @@ def answer_logps(model: nn.Module, batch, chunk_size: int | None = None) -> torc
 def head_logps(hidden: torch.Tensor, head: nn.Module, targets: torch.Tensor, chunk_size: int,
                transform: Transform = None) -> torch.Tensor:
     """log softmax(transform(head(hidden[i])))[targets[i]] for every row, in chunks; with
-    gradients each chunk's logits are recomputed in the backward instead of kept."""
+    gradients each chunk's logits are recomputed in the backward instead of kept (a plain
+    nn.Linear head: `_FusedLinearLogp`; any other: checkpointed chunks)."""
     def chunk_logps(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         z = head(h).float()
         if transform is not None:
@@ -221,7 +227,78 @@ def head_logps(hidden: torch.Tensor, head: nn.Module, targets: torch.Tensor, chu
     parts = zip(hidden.split(chunk_size), targets.split(chunk_size), strict=True)
     if not torch.is_grad_enabled():
         return torch.cat([chunk_logps(h, t) for h, t in parts])
+    weight = getattr(head, "weight", None)
+    if (transform is None and type(head) is nn.Linear
+            and type(weight) in (torch.Tensor, nn.Parameter) and weight.ndim == 2):
+        return _FusedLinearLogp.apply(hidden, weight, head.bias, targets, chunk_size)
+    # A generic head (peft-wrapped, partitioned) or a logit transform: checkpointed chunks.
     return torch.cat([checkpoint(chunk_logps, h, t, use_reentrant=False) for h, t in parts])
+
+
+class _FusedLinearLogp(torch.autograd.Function):
+    """Linear head + log-softmax read at the targets, chunk by chunk, for a plain nn.Linear head.
+
+    The forward keeps each row's log-sum-exp ([N] fp32) instead of logits. The backward computes a
+    chunk's logits once more and turns them in place into d(loss)/d(logits) = g * (onehot -
+    softmax); what it replaces (a checkpointed log_softmax + gather) recomputed log_softmax, filled
+    a zero [rows x vocab] tensor for gather's gradient and ran log_softmax's backward. Measured
+    fwd+bwd of 1,600 rows x 256 (CPU, 1 thread): 267 -> 236 ms at 8k vocab, 1150 -> 944 ms at 32k.
+    Matmuls run in the dtype autocast picks, the softmax in fp32.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, chunk_size):
+        dev = hidden.device.type
+        cdt = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else weight.dtype
+        w, b = weight.to(cdt), None if bias is None else bias.to(cdt)
+        out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+        lse = torch.empty_like(out)
+        with torch.autocast(dev, enabled=False):
+            for s in range(0, hidden.shape[0], chunk_size):
+                z = F.linear(hidden[s:s + chunk_size].to(cdt), w, b).float()
+                t = targets[s:s + chunk_size, None]
+                out[s:s + chunk_size] = torch.log_softmax(z, -1).gather(1, t).squeeze(1)
+                # log-sum-exp = z[t] - log_softmax(z)[t] (one fused kernel; logsumexp is slower)
+                lse[s:s + chunk_size] = z.gather(1, t).squeeze(1) - out[s:s + chunk_size]
+        ctx.save_for_backward(hidden, weight, bias, targets, lse)
+        ctx.chunk_size, ctx.cdt = chunk_size, cdt
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        hidden, weight, bias, targets, lse = ctx.saved_tensors
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        dev, cdt, n = hidden.device.type, ctx.cdt, ctx.chunk_size
+        w, b = weight.to(cdt), None if bias is None else bias.to(cdt)
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros_like(weight) if need_w else None
+        grad_b = torch.zeros_like(bias) if need_b else None
+        g_all = grad_out.float()
+        with torch.autocast(dev, enabled=False):
+            for s in range(0, hidden.shape[0], n):
+                h, g = hidden[s:s + n].to(cdt), g_all[s:s + n]
+                gz = F.linear(h, w, b).float()
+                gz.sub_(lse[s:s + n, None]).exp_().mul_(-g[:, None])  # -g * softmax
+                gz[torch.arange(gz.shape[0], device=gz.device), targets[s:s + n]] += g  # + g * onehot
+                _add_head_grads(gz, h, w, slice(s, s + n), grad_h, grad_w, grad_b)
+        return grad_h, grad_w, grad_b, None, None
+
+
+def _add_head_grads(gz: torch.Tensor, h: torch.Tensor, w: torch.Tensor, rows: slice,
+                    grad_h: torch.Tensor | None, grad_w: torch.Tensor | None,
+                    grad_b: torch.Tensor | None) -> None:
+    """One chunk's share of a linear head's gradients from gz = d(loss)/d(logits) [C, V] (fp32):
+    grad_h[rows] = gz @ w, grad_w += gz^T h, grad_b += sum(gz); matmuls in h's dtype."""
+    if grad_b is not None:
+        grad_b += gz.sum(0).to(grad_b.dtype)
+    g = gz.to(h.dtype)
+    if grad_h is not None:
+        grad_h[rows] = g @ w
+    if grad_w is not None:
+        if grad_w.dtype == h.dtype:
+            grad_w.addmm_(g.t(), h)
+        else:  # fp32 master weights under autocast
+            grad_w += g.t() @ h
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,16 +379,7 @@ class _FusedLinearCE(torch.autograd.Function):
                 loss, gz = _ce_and_grad(z, targets[start:start + chunk_size], transform)
                 del z
                 total += loss
-                g = gz.to(cdt)
-                if need_h:
-                    grad_h[start:start + chunk_size] = g @ w
-                if need_w:
-                    if grad_w.dtype == cdt:
-                        grad_w.addmm_(g.t(), h)
-                    else:  # fp32 master weights under autocast
-                        grad_w += g.t() @ h
-                if need_b:
-                    grad_b += gz.sum(0).to(grad_b.dtype)
+                _add_head_grads(gz, h, w, slice(start, start + chunk_size), grad_h, grad_w, grad_b)
         # Kept on ctx, not save_for_backward: they are new tensors (not inputs or outputs), and
         # dropping ctx's reference in backward lets autograd adopt them as .grad, no copy.
         ctx.grads = (grad_h, grad_w, grad_b)
