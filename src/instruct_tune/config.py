@@ -519,6 +519,8 @@ class DemoConfig:
     """A shorter version (a few minutes on a laptop) for tests and CI."""
     levers: bool = False
     """Instead of the story: measure the data levers (size, task and phrasing diversity, output quality), one changed at a time at the same number of steps (about 10 minutes; with --fast about 3)."""
+    prefer: bool = True
+    """After supervised tuning, preference-tune (DPO) on pairs from the tuned model's own answers, next to a control (supervised tuning continued on the same chosen answers), and compare the three (--no-prefer: skip that stage)."""
     seed: int = 0
     """Seed of the task data and of tuning (the local base model is cached, whatever the seed)."""
     overwrite: bool = False

@@ -1,5 +1,5 @@
 """`instruct-tune demo --fast` end to end: base model from scratch, data, audit, tuning, before/after
-evaluation, report files; the tuned model stops where the base model rambles."""
+evaluation, preference tuning, report files; the tuned model stops where the base model rambles."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def test_fast_demo_end_to_end(tmp_path):
     for name in ("report.json", "report.md", "report.html", "loss_curve.png", "audit.json",
                  "data/train.jsonl", "data/heldout_inputs.jsonl", "data/heldout_phrasings.jsonl",
                  "train/final/model.safetensors", "train/final/template.json",
-                 "train/metrics.jsonl"):
+                 "train/metrics.jsonl", "data/pairs_train.jsonl", "data/pairs_heldout.jsonl",
+                 "prefer/final/model.safetensors", "prefer/metrics.jsonl"):
         assert (out / name).is_file(), name
     report = json.loads((out / "report.json").read_text())
     for split in ("heldout_inputs", "heldout_phrasings"):
@@ -31,7 +32,21 @@ def test_fast_demo_end_to_end(tmp_path):
         assert tuned["stop_rate"] >= 0.8 and base["stop_rate"] <= 0.2, (split, tuned, base)
         assert tuned["exact_match"] > base["exact_match"], split
         assert report["eval"][split]["base_few_shot"]["k"] == 3, split  # the few-shot baseline
-    assert set(report["timings"]) == {"base model", "data", "audit", "tuning", "evaluation", "report"}
+    assert set(report["timings"]) == {"base model", "data", "audit", "tuning", "evaluation",
+                                      "preference", "report"}
+    # the preference stage: DPO from the tuned model; on held-out pairs the chosen answer gains
+    # more log-prob than the model's own wrong answer more often than not, and it still stops
+    pref = report["preference"]
+    assert pref["pairs"]["train"].get("own_wrong", 0) > 0  # on-policy: its own mistakes
+    for split in ("heldout_inputs", "heldout_phrasings"):
+        m = pref["eval"][split]
+        assert m["reward_accuracy"]["preference"] > 0.5, (split, m)
+        assert m["stop_rate"]["preference"] >= m["stop_rate"]["supervised"] - 0.05, (split, m)
+        assert m["exact_match"]["supervised"] == report["eval"][split]["exact_match"], split
+        assert m["reward_accuracy"]["supervised"] is None, split  # it is the reference
+        assert set(m["exact_match"]) == {"supervised", "control", "preference"}, split
+    assert (out / "prefer_control" / "final" / "model.safetensors").is_file()  # the control
+    assert "## Preference tuning" in (out / "report.md").read_text()
     assert "stop rate" in proc.stdout and "held-out phrasings" in proc.stdout
 
     # The tuned model is usable by the other commands: generate answers one instruction.

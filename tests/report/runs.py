@@ -87,6 +87,23 @@ def audit_dict() -> dict:
                               "limits": "", "stats": {}, "findings": []}}
 
 
+def preference(rng: random.Random) -> dict:
+    """The demo's preference summary (demo/prefer.py): supervised vs DPO per held-out set;
+    rewards are measured against the supervised model, so it has none."""
+    def both(rewards: bool = False) -> dict:
+        return {"supervised": None if rewards else rng.random(), "control": rng.random(),
+                "preference": rng.random()}
+
+    split = {"exact_match": both(), "stop_rate": both(), "template_leak_rate": both(),
+             "mean_length": both(), "reward_accuracy": both(True), "reward_margin": both(True),
+             "logp_accuracy": both(), "pairs": 12}
+    return {"model": "prefer/final", "how": "How the <stage> & its pairs were made.",
+            "plan": {"beta": 0.1, "sft_weight": 1.0, "lr": 6e-4, "epochs": 1.5},
+            "pairs": {"train": {"own_wrong": 60, "ramble": 20, "corrupt": 16}},
+            "eval": {n: json.loads(json.dumps(split)) for n in ("heldout_inputs",
+                                                               "heldout_phrasings")}}
+
+
 def demo_dir(root: Path, seed: int = 0) -> Path:
     rng = random.Random(seed)
     root.mkdir(parents=True)
@@ -101,8 +118,10 @@ def demo_dir(root: Path, seed: int = 0) -> Path:
               "tuned_model": str(root / "train" / "final"), "tasks": len(TASKS),
               "rows": {"train": 360, "heldout_inputs": 12, "heldout_phrasings": 12},
               "eval": {n: {k: v for k, v in r.items() if k != "rows"} for n, r in evals.items()},
+              "preference": preference(rng),
               "timings": {s: {"wall_s": rng.uniform(1, 90), "cpu_s": rng.uniform(1, 150)}
-                          for s in ("base model", "data", "audit", "tuning", "evaluation")},
+                          for s in ("base model", "data", "audit", "tuning", "evaluation",
+                                    "preference")},
               "total_wall_s": 123.4}
     (root / "report.json").write_text(json.dumps(report, indent=2))
     return root

@@ -27,7 +27,8 @@ def demo(tmp_path_factory) -> tuple[Path, str]:
 def test_every_section_and_number_of_a_demo(demo):
     root, html = demo
     page = Page(html)
-    for section in ("glance", "config", "curves", "evals", "samples", "audit", "timings"):
+    for section in ("glance", "config", "curves", "evals", "preference", "samples", "audit",
+                    "timings"):
         assert section in page.ids, section
     checked = check_numbers(root, page)
     srcs = {src for src, _, _ in page.sourced}
@@ -43,6 +44,12 @@ def test_every_section_and_number_of_a_demo(demo):
     assert any(s.startswith("train/config.yaml#/lr") for s in srcs)
     assert any(s.startswith("audit.json#/output_quality/findings/0/count") for s in srcs)
     assert any(s.startswith("report.json#/timings/tuning/wall_s") for s in srcs)
+    for split in ("heldout_inputs", "heldout_phrasings"):  # supervised vs preference-tuned
+        for key in ("exact_match", "stop_rate", "logp_accuracy"):
+            for who in ("supervised", "control", "preference"):
+                assert f"report.json#/preference/eval/{split}/{key}/{who}" in srcs, (split, key)
+        assert f"report.json#/preference/eval/{split}/reward_accuracy/preference" in srcs
+    assert escape("How the <stage> & its pairs were made.") in html  # the stage's own words
     assert checked > 200
 
 
@@ -81,7 +88,7 @@ def test_sections_without_data_are_left_out(tmp_path):
     html = write_report(run).read_text()
     page = Page(html)
     assert {"config", "curves"} <= set(page.ids)
-    assert not {"evals", "samples", "audit", "timings", "glance"} & set(page.ids)
+    assert not {"evals", "preference", "samples", "audit", "timings", "glance"} & set(page.ids)
     assert "generation checks" not in html and check_curves(run, page, "metrics.jsonl") == {
         "loss", "eval_loss"}
     check_numbers(run, page)

@@ -44,6 +44,47 @@ def eval_table(evals: dict[str, dict]) -> Table:
     return table
 
 
+PREFER_ROWS = (("exact_match", "exact match"), ("stop_rate", "stop rate"),
+               ("reward_accuracy", "reward accuracy (held-out pairs)"),
+               ("logp_accuracy", "chosen likelier than rejected"))
+PREFER_COLUMNS = {"supervised": "SFT", "control": "SFT + chosen", "preference": "DPO"}
+
+
+def prefer_rows(prefer: dict) -> list[list[str]]:
+    """[label, then each model per held-out set]. Reward accuracy is measured against the
+    supervised model (the reference), whose own rewards are 0 by definition: shown as '-'."""
+    evals = prefer["eval"].values()
+    return [[label, *(fmt("exact_match", r[key].get(who)) for r in evals for who in PREFER_COLUMNS)]
+            for key, label in PREFER_ROWS]
+
+
+def prefer_table(prefer: dict) -> Table:
+    table = Table(title="Supervised (SFT), SFT continued on the chosen answers (the control) and "
+                  "preference-tuned (DPO), on the same held-out sets", title_justify="left")
+    table.add_column("metric")
+    for name in prefer["eval"]:
+        for who in PREFER_COLUMNS.values():
+            table.add_column(f"{SPLIT_TITLES.get(name, name)}\n{who}", justify="right")
+    for row in prefer_rows(prefer):
+        table.add_row(*row)
+    return table
+
+
+def prefer_markdown(prefer: dict) -> list[str]:
+    """The preference section of report.md: what the pairs were, then SFT vs DPO side by side."""
+    heads = [f"{SPLIT_TITLES.get(n, n)}: {who}" for n in prefer["eval"]
+             for who in PREFER_COLUMNS.values()]
+    lines = ["", "## Preference tuning (DPO) after supervised tuning", "", prefer["how"],
+             "", f"- Preference-tuned model: `{prefer['model']}`; the control: `{prefer['control']}`",
+             "",
+             "| metric | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
+    lines += ["| " + " | ".join(row) + " |" for row in prefer_rows(prefer)]
+    return lines + ["", "Reward accuracy: the share of held-out pairs whose chosen answer gained "
+                    "more log-prob from preference tuning than the rejected one (the reference, "
+                    "the supervised model, has no reward of its own). Chosen likelier: the share "
+                    "of pairs where a model gives the chosen answer more log-prob."]
+
+
 def pick_samples(report: dict, n: int = 6) -> list[dict]:
     """One row per task (the first n tasks), so the samples show different kinds of work."""
     seen, out = set(), []
@@ -136,6 +177,8 @@ def markdown(result: dict, evals: dict[str, dict], samples: list[dict], png: Pat
              "", "## Before and after", "",
              "| metric | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
     lines += ["| " + " | ".join(row) + " |" for row in _rows(evals)]
+    if result.get("preference"):
+        lines += prefer_markdown(result["preference"])
     lines += ["", "## Sample generations (held-out phrasings)", "",
               "| instruction | reference | base | tuned |", "|---|---|---|---|"]
     lines += [f"| {_md_cell(_prompt(r))} | {_md_cell(r['reference'])} | "

@@ -5,7 +5,10 @@
     3 audit         the audit command's verdict on the training set
     4 tuning        the project's trainer (full fine-tuning, packing on) -> OUT/train/final
     5 evaluation    base (zero-shot and 3-shot) vs tuned on both held-out sets (the eval command's API)
-    6 report        OUT/report.json, OUT/report.md, OUT/report.html, OUT/loss_curve.png, timings
+    6 preference    DPO after supervised tuning, on pairs from the tuned model's own answers, and
+                    a control (supervised tuning continued on the same chosen answers), prefer.py
+                    -> OUT/prefer/final; the three side by side on both held-out sets
+    7 report        OUT/report.json, OUT/report.md, OUT/report.html, OUT/loss_curve.png, timings
 
 `demo(cfg, plan)` is the Python API (tests pass a smaller plan); commands/demo.py the CLI entry.
 """
@@ -29,10 +32,12 @@ from ..models import parameter_count
 from ..outdir import DEMO, guard, prepare, release
 from . import tasks
 from .base_model import FAST, FULL, BaseSpec, build_base_model
+from .prefer import PreferPlan
 from .report import (
     eval_table,
     pick_samples,
     plot_losses,
+    prefer_table,
     print_timings,
     samples_table,
     write_reports,
@@ -55,12 +60,16 @@ class DemoPlan:
     max_new_tokens: int  # enough for the longest answer; the base model runs on to this limit
     eval_batch_size: int = 64
     few_shot: int = 3  # the base model also answers after this many worked examples (0: not)
+    prefer: PreferPlan | None = None  # the preference stage (None: skipped)
 
 
 FULL_PLAN = DemoPlan(FULL, train_per_task=300, eval_per_task=10, epochs=12, lr=2e-3,
-                     batch_size=36, max_length=256, max_new_tokens=32)
+                     batch_size=36, max_length=256, max_new_tokens=32,
+                     prefer=PreferPlan(prompts_per_task=600, epochs=1.5, lr_scale=0.3, batch_size=32))
 FAST_PLAN = DemoPlan(FAST, train_per_task=120, eval_per_task=6, epochs=8, lr=3e-3,
-                     batch_size=18, max_length=128, max_new_tokens=24)
+                     batch_size=18, max_length=128, max_new_tokens=24,
+                     prefer=PreferPlan(prompts_per_task=120, epochs=3, lr_scale=0.3, batch_size=32))
+STAGES = 7
 
 
 @dataclass
@@ -71,7 +80,7 @@ class Timings:
 
     @contextmanager
     def __call__(self, name: str, step: int):
-        console.rule(f"[bold]{step}/6  {name}")
+        console.rule(f"[bold]{step}/{STAGES}  {name}")
         wall, cpu = time.perf_counter(), time.process_time()
         yield
         self.stages[name] = {"wall_s": round(time.perf_counter() - wall, 2),
@@ -221,7 +230,19 @@ def _demo(cfg: DemoConfig, plan: DemoPlan, out: Path) -> dict:
         samples = pick_samples(evals["heldout_phrasings"])
         console.print(samples_table(samples))
 
-    with timings("report", 6):
+    preference = None
+    if plan.prefer and cfg.prefer:
+        with timings("preference", 6):
+            from .prefer import stage
+
+            preference = stage(final, out, splits, {n: r["rows"] for n, r in evals.items()},
+                               plan.prefer, lr=lr * plan.prefer.lr_scale,
+                               max_new_tokens=plan.max_new_tokens,
+                               eval_batch_size=plan.eval_batch_size, max_length=plan.max_length,
+                               precision=precision, seed=cfg.seed, say=console.print)
+            console.print(prefer_table(preference))
+
+    with timings("report", 7):
         png = plot_losses(pretrain_losses, out / "train" / "metrics.jsonl", out / "loss_curve.png")
     result = {"config": asdict(cfg), "plan": asdict(plan), "base_model": base_info,
               "tuned_model": str(final), "tasks": len(tasks.TASKS),
@@ -229,6 +250,7 @@ def _demo(cfg: DemoConfig, plan: DemoPlan, out: Path) -> dict:
               "audit": {k: {"status": v["status"], "verdict": v["verdict"]}
                         for k, v in full_audit.items()},
               "eval": {name: summary(r) for name, r in evals.items()}, "samples": samples,
+              "preference": preference,
               "timings": timings.stages, "total_wall_s": round(time.perf_counter() - started, 1),
               "total_cpu_s": round(time.process_time() - started_cpu, 1)}
     write_reports(out, result, evals, png)
@@ -237,7 +259,9 @@ def _demo(cfg: DemoConfig, plan: DemoPlan, out: Path) -> dict:
     write_report(out)  # report.html: the same run for a browser (curves, tables, samples, audit)
     print_timings(console, timings.stages, result["total_wall_s"])
     console.print(f"\nWritten to {out}: report.html, report.md, report.json, loss_curve.png, data/, eval/, "
-                  f"train/final/ (the tuned model). Try it:\n"
+                  f"train/final/ (the tuned model)"
+                  + (", prefer/final/ (preference-tuned), prefer_control/" if preference else "")
+                  + ". Try it:\n"
                   f"  instruct-tune generate --model {final} \"Reverse the order of these words.\" "
                   f"--input \"red cat sun\"\n  instruct-tune chat {final}", highlight=False)
     return result

@@ -12,6 +12,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import ConfigError
 from .levers import levers_section
+from .preference import preference_section
 from .sections import audit_section, config_section, curves_section, timings_section
 from .sources import RunData, load_run
 from .tables import evals_section, glance_section, samples_section
@@ -101,14 +102,14 @@ table.metrics .d{display:none}.glance{grid-template-columns:1fr;gap:6px}
 """
 
 NAV = (("glance", "Summary"), ("config", "Run"), ("levers", "Levers"), ("curves", "Curves"),
-       ("evals", "Before/after"), ("samples", "Samples"), ("audit", "Audit"), ("timings", "Time"))
+       ("evals", "Before/after"), ("preference", "Preference"), ("samples", "Samples"), ("audit", "Audit"), ("timings", "Time"))
 KIND = {"train": "training run", "demo": "demo", "eval": "evaluation"}
 
 
 def render(data: RunData, samples: int = 6) -> str:
     """The whole page for a run."""
     sections = [glance_section(data), config_section(data), levers_section(data), curves_section(data),
-                evals_section(data), samples_section(data, samples), audit_section(data),
+                evals_section(data), preference_section(data), samples_section(data, samples), audit_section(data),
                 timings_section(data)]
     body = "".join(sections)
     nav = "".join(f'<a href="#{anchor}">{label}</a>' for anchor, label in NAV
