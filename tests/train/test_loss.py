@@ -3,6 +3,7 @@ wrappers (peft, DDP) and logit transforms it must see through."""
 
 from __future__ import annotations
 
+import gc
 import random
 from dataclasses import dataclass
 
@@ -241,6 +242,7 @@ def test_ddp_wrapped_model_syncs(tmp_path):
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+    ddp = None
     try:
         model = build_model("gpt2", VOCAB)
         batch = collate(examples(SPECS), 0, max_length=64)
@@ -251,4 +253,8 @@ def test_ddp_wrapped_model_syncs(tmp_path):
         for name, g in ref.items():
             assert torch.allclose(got[name], g, rtol=1e-4, atol=1e-6), name
     finally:
+        # Free DDP's reducer (it holds the gloo group) before the group goes: freed after it, at
+        # the test's return, the group's destructor hung joining its worker thread (seen once).
+        del ddp
+        gc.collect()
         dist.destroy_process_group()
