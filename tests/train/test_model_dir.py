@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import instruct_tune
 from instruct_tune.data.templates import Template
@@ -158,3 +160,22 @@ def test_the_writer_is_the_only_place_writing_the_format(make_cfg, tmp_path, mon
         assert {d for n, d in last if n == name} == staged | exported, name
     for d in (final, *(p for _, p in list_checkpoints(run)), tmp_path / "out"):
         assert (d / "template.json").is_file() and (d / "generation_config.json").is_file(), d
+
+
+@settings(max_examples=30, deadline=None)
+@given(names=st.lists(st.sampled_from(["q_proj", "k_proj", "v_proj", "o_proj", "up_proj",
+                                       "model.layers.0.mlp.down_proj"]), min_size=1, unique=True),
+       seed=st.randoms())
+def test_adapter_targets_are_written_in_one_order(tmp_path_factory, names, seed):
+    """peft keeps target_modules as a set, so the saved list followed the process's hash seed:
+    whatever order they come in, the file is the same bytes, with the same modules."""
+    shuffled = names[:]
+    seed.shuffle(shuffled)
+    written = []
+    for order in (names, shuffled):
+        d = tmp_path_factory.mktemp("adapter")
+        (d / "adapter_config.json").write_text(json.dumps({"r": 8, "target_modules": order}))
+        model_dir.sort_adapter_targets(d)
+        written.append((d / "adapter_config.json").read_bytes())
+    assert written[0] == written[1]
+    assert set(json.loads(written[0])["target_modules"]) == set(names)

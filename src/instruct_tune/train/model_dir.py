@@ -4,6 +4,7 @@ an export hold besides their weights, and how a whole directory is put in place.
     generation_config.json   eos_token_id lists every stop id (the end-of-turn token training
                              taught, EOS, and the model's own), pad and bos from the tokenizer
     template.json            the template object (instruct-tune reads this)
+    adapter_config.json      (LoRA, written by peft) target_modules sorted: the same on every run
     tokenizer files          chat_template = the training template (`training_chat_template`),
                              so apply_chat_template prompts with the ids training used
 
@@ -15,6 +16,7 @@ Used by train/final.py (final/, checkpoints) and serve/export.py.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -70,6 +72,7 @@ def write_model_files(path: Path, model, tokenizer, template: Template,
     model's base), whose generation config the stop ids are added to."""
     generation_config(model, tokenizer, stop_ids).save_pretrained(str(path))
     template.save(path)
+    sort_adapter_targets(path)
     before = tokenizer.chat_template
     chat = training_chat_template(tokenizer, template)
     if chat is not None:
@@ -78,6 +81,19 @@ def write_model_files(path: Path, model, tokenizer, template: Template,
         tokenizer.save_pretrained(str(path))
     finally:  # the caller's tokenizer stays as it was (a checkpoint is written mid-run)
         tokenizer.chat_template = before
+
+
+def sort_adapter_targets(path: Path) -> None:
+    """A LoRA adapter_config.json's target_modules in sorted order: peft keeps them as a set, so
+    the saved list followed each process's string-hash seed and the same adapter was written
+    differently by training and by export."""
+    config = path / "adapter_config.json"
+    if not config.is_file():
+        return
+    data = json.loads(config.read_text())
+    if isinstance(data.get("target_modules"), list):
+        data["target_modules"] = sorted(data["target_modules"])
+        config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def replace_dir(staged: Path, dest: Path) -> None:

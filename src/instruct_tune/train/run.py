@@ -90,7 +90,7 @@ def train(cfg: TrainConfig, generation_check: Callable | None = None) -> Path:
             say(f"Nothing to resume: {out} finished at step {state.step}/{plan.total_steps} and "
                 f"its model is in {out / 'final'} (unchanged). To train longer, resume with a "
                 "larger --max-steps or --epochs.")
-            acc.end_training()
+            _end(s)
             return out / "final"
         say(f"Resuming from {ckpt} (step {state.step}/{plan.total_steps}).")
         if was_planned != plan.total_steps and state.step < plan.total_steps:
@@ -150,8 +150,18 @@ def _finish(s: Setup, out: Path, state: TrainState, reason: str) -> Path:
             f"the learning-rate schedule was planned for {plan.total_steps} steps (warmup "
             f"{s.warmup}), so it ended {'still warming up' if state.step < s.warmup else 'undecayed'}"
             " — set --max-steps to fit the schedule to your budget")
-    acc.end_training()
+    _end(s)
     return final
+
+
+def _end(s: Setup) -> None:
+    """End the engine. The wrapped model (DDP's reducer, FSDP's state) holds the process group,
+    so free it first: freed after the group, at exit, the group's destructor can abort the process
+    ("terminate called without an active exception", exit code -6, after a finished run) or hang
+    joining its gloo thread; both were seen, rarely, in 2-process test runs."""
+    s.model = s.optimizer = s.scheduler = None
+    s.accelerator.free_memory()  # accelerate's own references to them, then a gc pass
+    s.accelerator.end_training()  # trackers, then the process group
 
 
 def _old_lr(cfg: TrainConfig, step: int, was: int) -> float:
