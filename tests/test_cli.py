@@ -116,7 +116,7 @@ def test_lora_rank_zero_is_named_and_lora_options_without_lora_warn(capsys):
 def test_a_runs_config_yaml_feeds_other_commands(tmp_path):
     """A train run's config.yaml given to eval/audit: train-only keys are skipped and named once,
     while a typo is still an error."""
-    from instruct_tune.config import save_yaml
+    from instruct_tune.config_file import save_yaml
 
     run_yaml = tmp_path / "config.yaml"
     save_yaml(TrainConfig(model="m", data="d.jsonl", out="o", lr=1e-3, batch_size=4), run_yaml)

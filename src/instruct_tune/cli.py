@@ -15,6 +15,7 @@ import sys
 import tyro
 
 from . import config as C
+from .config_file import load_yaml
 from .errors import InstructTuneError
 
 # name -> (config class, one-line help); the command itself is instruct_tune.commands.<name>:run.
@@ -50,7 +51,7 @@ def parse(name: str, argv: list[str], notes: list[str] | None = None):
         if i + 1 >= len(argv):
             raise C.ConfigError("--config needs a path to a YAML file")
         ignored: list[str] = []
-        defaults = C.load_yaml(argv[i + 1], cls, ignored)
+        defaults = load_yaml(argv[i + 1], cls, ignored)
         if ignored and notes is not None:
             notes.append(f"note: {argv[i + 1]}: ignoring option{'s' if len(ignored) > 1 else ''} "
                          f"that {name} does not take: {', '.join(ignored)}")

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from instruct_tune.config import TrainConfig, check, load_yaml
+from instruct_tune.config import TrainConfig, check
+from instruct_tune.config_file import load_yaml
 from instruct_tune.data.mix import SourceSpec, load_spec, parse_spec, plan, sample, sample_mix
 from instruct_tune.errors import ConfigError
 

@@ -9,7 +9,8 @@ import json
 import random
 from pathlib import Path
 
-from instruct_tune.config import TrainConfig, save_yaml
+from instruct_tune.config import TrainConfig
+from instruct_tune.config_file import save_yaml
 from instruct_tune.evaluate.metrics import difference
 from instruct_tune.train.outdir import MetricsLog
 

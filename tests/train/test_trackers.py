@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from instruct_tune.config import TrainConfig, check, save_yaml
+from instruct_tune.config import TrainConfig, check
+from instruct_tune.config_file import save_yaml
 from instruct_tune.errors import ConfigError
 from instruct_tune.train.outdir import MetricsLog
 from instruct_tune.train.run import train

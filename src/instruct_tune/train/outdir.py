@@ -20,7 +20,8 @@ import os
 import shutil
 from pathlib import Path
 
-from ..config import TrainConfig, save_yaml
+from ..config import TrainConfig
+from ..config_file import save_yaml
 from ..errors import ConfigError
 from ..outdir import TRAIN, guard, prepare, release
 from .trackers import Tracker, open_trackers, scalars
