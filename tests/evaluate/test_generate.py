@@ -47,6 +47,19 @@ def test_tuned_model_stops_and_stop_token_is_cut(tuned_dir):
     assert gen.tokenizer.eos_token not in "".join(o.raw for o in outs)
 
 
+def test_progress_names_which_model_is_generating(capsys):
+    """A before/after eval of runs/sft/final and runs/dpo/final: the lines tell them apart."""
+    tok = tiny.build_tokenizer("chatml")
+    model = tiny.build_model("qwen2", len(tok))
+    labels = []
+    for name in ("runs/sft/final", "/abs/runs/dpo/final"):
+        gen = Generator(model, tok, get_template("chatml"), name=name, device="cpu")
+        gen.generate(gen.encode_many([[Message("user", "hi")]]), max_new_tokens=2, progress=True)
+        labels.append({ln.split(":")[0] for ln in capsys.readouterr().err.splitlines()
+                       if "generated" in ln})
+    assert labels == [{"generating (sft/final)"}, {"generating (dpo/final)"}]
+
+
 def test_raw_keeps_special_tokens_for_leak_detection():
     tok = tiny.build_tokenizer("chatml")
     model = tiny.build_model("qwen2", len(tok))

@@ -195,7 +195,9 @@ class Generator:
         results: list[Generation | None] = [None] * len(prompts)
         device = next(self.model.parameters()).device
         capped = 0
-        with _progress(progress, len(prompts), f"generating ({Path(self.name).name})") as advance:
+        # Two path parts: a before/after eval runs base/final then tuned/final, or org/model.
+        label = "/".join(Path(self.name).parts[-2:])
+        with _progress(progress, len(prompts), f"generating ({label})") as advance:
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
                 width = max(len(prompts[i]) for i in idx)
