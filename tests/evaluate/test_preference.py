@@ -15,8 +15,9 @@ from instruct_tune.config import TrainConfig
 from instruct_tune.data.pair_tokenize import build_pairs
 from instruct_tune.data.pairs import load_pairs
 from instruct_tune.data.templates import Template
-from instruct_tune.errors import ConfigError
+from instruct_tune.errors import ConfigError, DataError
 from instruct_tune.evaluate.preference import evaluate_pairs, reward_metrics, score_pairs
+from tests import tiny
 from tests.evaluate import tuned
 
 # Chosen: the answer the tuned model was trained on; rejected: another record's answer (two for
@@ -160,6 +161,27 @@ def test_refusals(pair_file, pairs, tuned_dir, model_dirs, capsys):
     assert "--beta must be > 0" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="another tokenizer"):  # gpt2's vocabulary, not llama's
         evaluate_pairs(tuned_dir, pairs, compare=model_dirs["gpt2"], **SMALL)
+
+
+def test_a_prompt_over_the_context_is_refused_before_any_scoring(pair_file, tuned_dir, tmp_path,
+                                                                monkeypatch):
+    """Without --skip-invalid the generation part refuses the row (file:line), so nothing is
+    scored first only to be thrown away; with it the row is left out of both parts."""
+    import instruct_tune.evaluate.preference as preference
+
+    long = dict(PAIRS[0], instruction=" ".join(tiny.WORDS * 40))  # far past the 512-token context
+    path = tmp_path / "long.jsonl"
+    path.write_text(pair_file.read_text() + json.dumps(long) + "\n")
+    with_long = load_pairs(path).records
+    scored = []
+    monkeypatch.setattr(preference, "score_pairs",
+                        lambda *a, **k: scored.append(1) or score_pairs(*a, **k))
+    with pytest.raises(DataError, match=f"long.jsonl:{len(PAIRS) + 1}"):
+        evaluate_pairs(tuned_dir, with_long, compare=tuned_dir, **SMALL)
+    assert scored == []
+    report = evaluate_pairs(tuned_dir, with_long, compare=tuned_dir, skip_invalid=True, **SMALL)
+    assert report["preference"]["n"] == report["n"] == len(PAIRS)
+    assert report["preference"]["not_scored"] == 1
 
 
 def test_train_command_writes_the_preference_eval(tuned_dir, pair_file, tmp_path):

@@ -34,7 +34,7 @@ from ..train.preference import (
     preference_losses,
     preference_metrics,
 )
-from .compare import _release, evaluate
+from .compare import _prompts, _release, evaluate
 from .generate import Generator, err
 
 __all__ = ["evaluate_pairs", "logp_metrics", "reward_metrics", "score_pairs"]
@@ -103,11 +103,14 @@ def _reference_model(path, tokenizer, load: dict):
 
 
 def _preference(model_dir, pairs: Sequence[PairRecord], compare, beta: float, template,
-                batch_size: int, load: dict, progress: bool) -> tuple[dict, object]:
+                batch_size: int, load: dict, skip_invalid: bool,
+                progress: bool) -> tuple[dict, object]:
     """The preference part of the report, and the template the model was scored with."""
     from ..data.pair_tokenize import build_pairs
 
     gen = Generator.load(model_dir, template=template, **load)
+    if not skip_invalid:  # a prompt the generation part will refuse: say so before scoring
+        _prompts(gen, [p.record("chosen") for p in pairs], skip_invalid)
     tokenized = build_pairs(pairs, gen.tokenizer, gen.template,
                             max_length=gen.context or 1 << 30, cache_dir="none")
     if not tokenized.examples:
@@ -166,7 +169,8 @@ def evaluate_pairs(model_dir: str | os.PathLike, pairs: Sequence[PairRecord], *,
         if name is not None:
             local_model_dir(name)
     load = {"trust_remote_code": trust_remote_code, "allow_pickle": allow_pickle}
-    pref, tmpl = _preference(model_dir, pairs, compare, beta, template, batch_size, load, progress)
+    pref, tmpl = _preference(model_dir, pairs, compare, beta, template, batch_size, load,
+                             skip_invalid, progress)
     report = evaluate(model_dir, [p.record("chosen") for p in pairs], compare=compare,
                       template=tmpl, max_new_tokens=max_new_tokens, temperature=temperature,
                       top_p=top_p, batch_size=batch_size, samples=samples,
