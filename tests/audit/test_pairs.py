@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from instruct_tune.audit.pairs import BIAS_SHARE, audit_pairs, length_lever
+from instruct_tune.audit.pairs import BIAS_SHARE, BIAS_Z, audit_pairs, length_lever
 from instruct_tune.cli import main
 from instruct_tune.data.pair_inspect import length_bias
 from instruct_tune.data.pairs import load_pairs
@@ -90,6 +90,9 @@ def test_length_bias(tmp_path, n, share, flagged, direction):
     if flagged:
         assert f"Chosen answers are {direction}" in finding.message
         assert measured >= BIAS_SHARE if direction == "longer" else measured <= 1 - BIAS_SHARE
+    else:  # says why not: each of the two reasons that holds, and only those
+        assert ("threshold" in finding.message) == (1 - BIAS_SHARE < measured < BIAS_SHARE)
+        assert ("could be chance" in finding.message) == (abs(words["z"]) < BIAS_Z)
     # The stats are the counts of the data, checked here without length_bias.
     c = [len(p.chosen.split()) for p in pairs]
     r = [len(p.rejected.split()) for p in pairs]

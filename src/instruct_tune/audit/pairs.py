@@ -219,7 +219,10 @@ def length_lever(pairs: list[PairRecord], tokens=None) -> LeverReport:
         verdict = (f"Biased ({unit}): chosen {'longer' if longer else 'shorter'} in {pct(share)} "
                    f"of pairs that differ in length, {rel:+.0%} on average.")
     else:
-        why = "within chance" if abs(z) < BIAS_Z else f"under the {pct(BIAS_SHARE)} threshold"
+        # both reasons where both hold: "within chance" alone read as "no sign at all" at z = 2
+        why = " and ".join(r for r, holds in (
+            (f"under the {pct(BIAS_SHARE)} threshold", 1 - BIAS_SHARE < share < BIAS_SHARE),
+            (f"|z| < {BIAS_Z:g}: could be chance", abs(z) < BIAS_Z)) if holds)
         finding = Finding("length_bias", "info", f"No length bias ({why}): {measured}.{also}",
                           round(judged.chosen_longer * judged.pairs), judged.pairs, stats=stats[unit])
         verdict = (f"No length bias ({unit}): chosen longer in {pct(share)} of pairs that differ "
