@@ -84,7 +84,7 @@ TRAIN = Layout("train", "a training run", ("config.yaml", ".config.yaml.tmp", "m
                "tensorboard", "wandb", "report.html"),
                _legacy_train, resumable=True)
 DEMO = Layout("demo", "a demo output", ("report.json", "report.md", "report.html", "loss_curve.png",
-              "audit.json", "data", "eval", "train"), _legacy_demo)
+              "audit.json", "data", "eval", "train", "prefer", "prefer_control"), _legacy_demo)
 EXPORT = Layout("export", "an export", MODEL_FILES, _legacy_export)
 
 
